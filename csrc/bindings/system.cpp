@@ -1,0 +1,122 @@
+// system_info(), device listing and the log bridge to Python's logging.
+#include <Python.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "bindings/common.h"
+#include "core/backend.h"
+#include "core/log.h"
+#include "ggml-backend.h"
+#include "ggml.h"
+
+namespace mimo::bindings {
+namespace {
+
+int python_level(int ggml_level) {
+    switch (ggml_level) {
+        case GGML_LOG_LEVEL_DEBUG: return 10;
+        case GGML_LOG_LEVEL_WARN: return 30;
+        case GGML_LOG_LEVEL_ERROR: return 40;
+        default: return 20;
+    }
+}
+
+// Forward native log lines to logging.getLogger("mimo_ggml"). The logger
+// has only a NullHandler unless the application configures logging, so the
+// default is silent.
+void enable_log_forwarding(bool on) {
+    if (!on) {
+        set_log_sink(nullptr);
+        return;
+    }
+    set_log_sink([](int level, const std::string & line) {
+        if (!Py_IsInitialized()) return;
+        py::gil_scoped_acquire gil;
+        try {
+            py::object logger = py::module_::import("logging").attr("getLogger")("mimo_ggml");
+            logger.attr("log")(python_level(level), "%s", line);
+        } catch (py::error_already_set & e) {
+            e.discard_as_unraisable("mimo_ggml log forwarding");
+        }
+    });
+}
+
+py::dict system_info() {
+    py::dict info;
+    info["ggml_version"] = ggml_version();
+    info["ggml_commit"] = ggml_commit();
+    py::list devices;
+    for (const auto & d : list_devices()) {
+        py::dict dd;
+        dd["name"] = d.name;
+        dd["description"] = d.description;
+        dd["type"] = d.kind;
+        dd["memory_total"] = d.memory_total;
+        dd["memory_free"] = d.memory_free;
+        devices.append(dd);
+    }
+    info["devices"] = devices;
+    py::dict features;
+    for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
+        ggml_backend_reg_t reg = ggml_backend_reg_get(i);
+        auto get = (ggml_backend_get_features_t) ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features");
+        if (!get) continue;
+        py::dict f;
+        for (ggml_backend_feature * p = get(reg); p && p->name; ++p) f[p->name] = p->value;
+        features[ggml_backend_reg_name(reg)] = f;
+    }
+    info["features"] = features;
+    info["default_threads"] = default_thread_count();
+    return info;
+}
+
+// Best-of-N read bandwidth (bytes/s) of n_threads summing disjoint slices
+// of a buffer much larger than the caches: the roofline denominator the
+// benches print beside their timings.
+double measure_read_bandwidth(size_t bytes, int n_threads, int repeats) {
+    const size_t n = bytes / sizeof(uint64_t);
+    std::vector<uint64_t> buf(n);
+    for (size_t i = 0; i < n; ++i) buf[i] = i;
+    double best = 0.0;
+    std::vector<uint64_t> sums(static_cast<size_t>(n_threads));
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<std::thread> pool;
+        for (int t = 0; t < n_threads; ++t) {
+            pool.emplace_back([&, t] {
+                const size_t b = n * size_t(t) / size_t(n_threads), e = n * size_t(t + 1) / size_t(n_threads);
+                uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (size_t i = b; i + 4 <= e; i += 4) {
+                    s0 += buf[i];
+                    s1 += buf[i + 1];
+                    s2 += buf[i + 2];
+                    s3 += buf[i + 3];
+                }
+                sums[size_t(t)] = s0 + s1 + s2 + s3;
+            });
+        }
+        for (auto & th : pool) th.join();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, double(n * sizeof(uint64_t)) / s);
+    }
+    return best;
+}
+
+}  // namespace
+
+void bind_system(py::module_ & m) {
+    enable_log_forwarding(true);
+    m.def("_set_log_forwarding", &enable_log_forwarding, py::arg("on"));
+    m.def("measure_read_bandwidth", [](size_t bytes, int n_threads, int repeats) {
+        py::gil_scoped_release nogil;
+        return measure_read_bandwidth(bytes, n_threads, repeats);
+    }, py::arg("bytes") = size_t(1) << 30, py::arg("n_threads") = 2, py::arg("repeats") = 3,
+       "memory read bandwidth in bytes/s (best of repeats), for benchmark rooflines");
+    m.def("system_info", &system_info, "ggml version, compute devices and CPU features of this build");
+}
+
+}  // namespace mimo::bindings

@@ -1,0 +1,35 @@
+// Graph helpers shared by every model: norms, projections, feed-forward
+// blocks and attention over a KV cache. Each returns a new ggml node.
+#pragma once
+
+#include "ggml.h"
+
+namespace mimo {
+
+ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * weight, float eps);
+ggml_tensor * layer_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * weight, ggml_tensor * bias, float eps);
+
+// y = W x (+ b); W stored as ne = (in, out), x as (in, T)
+ggml_tensor * linear(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, ggml_tensor * b = nullptr);
+
+// down(silu(gate x) * up x)
+ggml_tensor * swiglu_ffn(ggml_context * ctx, ggml_tensor * x, ggml_tensor * gate, ggml_tensor * up,
+                         ggml_tensor * down);
+
+// Rows [offset, offset + n) of a (width, N) matrix, as a view.
+ggml_tensor * row_slice(ggml_context * ctx, ggml_tensor * x, int64_t offset, int64_t n);
+
+// Scaled-dot-product attention through ggml_flash_attn_ext.
+//   q: (head_dim_k, n_head, T)     k: (head_dim_k, n_kv, n_head_kv)
+//   v: (head_dim_v, n_kv, n_head_kv)   mask: (n_kv, T) F16 or nullptr
+//   sinks: optional F32 (n_head) extra softmax-denominator logits
+// returns (head_dim_v * n_head, T)
+ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, ggml_tensor * v, ggml_tensor * mask,
+                        float scale, ggml_tensor * sinks = nullptr);
+
+// A (head_dim, n_positions, n_head) view of a KV-cache tensor that stores
+// one row of n_head * head_dim values per position.
+ggml_tensor * cache_heads_view(ggml_context * ctx, ggml_tensor * cache, int64_t head_dim, int64_t n_head,
+                               int64_t n_positions);
+
+}  // namespace mimo

@@ -1,0 +1,68 @@
+// Model weights: a model declares each tensor it needs (name, expected
+// shape, where it lives), the store checks them against the GGUF file and
+// then allocates backend buffers and reads the data once. Weights are
+// immutable afterwards and shared by every session of the model.
+#pragma once
+
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/gguf_file.h"
+#include "ggml.h"
+
+namespace mimo {
+
+enum class Placement {
+    Device,        // the main device's default buffer type
+    Host,          // always CPU memory (row-gathered tables on GPU runs)
+    MatmulWeight,  // the main device; on CPU, a repacked layout where ggml has one
+};
+
+struct WeightOptions {
+    Placement placement = Placement::Device;
+    bool as_f32 = false;  // store as F32 whatever the file type (small 1-D tensors)
+};
+
+class WeightStore {
+public:
+    WeightStore(std::shared_ptr<Backend> backend, const GgufFile & file);
+    ~WeightStore();
+    WeightStore(const WeightStore &) = delete;
+    WeightStore & operator=(const WeightStore &) = delete;
+
+    // Declares a tensor; throws ModelLoadError if it is missing or its shape
+    // differs from ne (ggml order, fastest dimension first).
+    ggml_tensor * require(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt = {});
+    // Same, but returns nullptr when the file has no such tensor.
+    ggml_tensor * optional(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt = {});
+    bool file_has(const std::string & name) const { return file_.find_tensor(name) != nullptr; }
+    const TensorInfo * file_tensor(const std::string & name) const { return file_.find_tensor(name); }
+
+    // Allocates every declared tensor and reads its data from the file.
+    void load();
+    size_t bytes() const;
+
+    Backend & backend() const { return *backend_; }
+
+private:
+    struct Pending {
+        ggml_tensor * tensor;
+        const TensorInfo * info;
+    };
+    ggml_context * context_for(ggml_backend_buffer_type_t buft);
+    ggml_backend_buffer_type_t choose_buffer_type(const TensorInfo & info, Placement p);
+    ggml_tensor * declare(const TensorInfo & info, std::initializer_list<int64_t> ne, WeightOptions opt);
+
+    std::shared_ptr<Backend> backend_;
+    const GgufFile & file_;
+    std::map<ggml_backend_buffer_type_t, ggml_context *> contexts_;
+    std::vector<ggml_backend_buffer_t> buffers_;
+    std::vector<Pending> pending_;
+    bool loaded_ = false;
+};
+
+}  // namespace mimo

@@ -1,0 +1,127 @@
+#include "models/qwen2.h"
+
+#include <cmath>
+
+#include "core/errors.h"
+#include "core/graph.h"
+#include "models/mimo_asr_names.h"
+
+namespace mimo {
+
+namespace n = names::asr;
+
+Qwen2HParams Qwen2HParams::from_gguf(const GgufFile & f, const std::string & p) {
+    Qwen2HParams hp;
+    hp.n_embd = f.u32(p + "hidden_size");
+    hp.n_layer = f.u32(p + "num_layers");
+    hp.n_head = f.u32(p + "num_heads");
+    hp.n_head_kv = f.u32(p + "num_kv_heads");
+    hp.n_ff = f.u32(p + "intermediate_size");
+    hp.n_vocab = f.u32(p + "vocab_size");
+    hp.n_ctx_train = f.u32_or(p + "max_position_embeddings", 8192);
+    hp.rope_theta = f.f32(p + "rope_theta");
+    hp.rms_eps = f.f32_or(p + "rms_norm_eps", 1e-6f);
+    if (hp.n_embd <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_vocab <= 0 ||
+        hp.n_embd % hp.n_head != 0 || hp.n_head % hp.n_head_kv != 0) {
+        fail(ErrorKind::ModelLoad,
+             strfmt("%s: inconsistent LM hyper-parameters (hidden %lld, heads %lld, kv heads %lld, vocab %lld)",
+                    f.path().c_str(), (long long) hp.n_embd, (long long) hp.n_head, (long long) hp.n_head_kv,
+                    (long long) hp.n_vocab));
+    }
+    hp.head_dim = f.u32_or(p + "head_dim", uint32_t(hp.n_embd / hp.n_head));
+    return hp;
+}
+
+Qwen2Model::Qwen2Model(const GgufFile & file, WeightStore & store, const std::string & key_prefix)
+    : hp_(Qwen2HParams::from_gguf(file, key_prefix)) {
+    const int64_t d = hp_.n_embd, q_rows = hp_.n_head * hp_.head_dim, kv_rows = hp_.n_head_kv * hp_.head_dim;
+    const WeightOptions mm{Placement::MatmulWeight, false};
+    const WeightOptions vec{Placement::Device, true};
+    // The embedding table is row-gathered: keep it in host memory so GPU
+    // runs need no get_rows kernel for quantized types.
+    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, {Placement::Host, false});
+    final_norm_ = store.require(n::kFinalNorm, {d}, vec);
+    lm_head_ = store.require(n::kLmHead, {d, hp_.n_vocab}, mm);
+    layers_.resize(size_t(hp_.n_layer));
+    char prefix[64];
+    for (int il = 0; il < hp_.n_layer; ++il) {
+        std::snprintf(prefix, sizeof(prefix), n::kLayerFmt, il);
+        const std::string p = prefix;
+        Qwen2Layer & L = layers_[size_t(il)];
+        L.attn_norm = store.require(p + n::kAttnNorm, {d}, vec);
+        if (store.file_has(p + n::kQkvW)) {
+            L.wqkv = store.require(p + n::kQkvW, {d, q_rows + 2 * kv_rows}, mm);
+            L.bqkv = store.require(p + n::kQkvB, {q_rows + 2 * kv_rows}, vec);
+        } else {
+            L.wq = store.require(p + n::kQW, {d, q_rows}, mm);
+            L.bq = store.require(p + n::kQB, {q_rows}, vec);
+            L.wk = store.require(p + n::kKW, {d, kv_rows}, mm);
+            L.bk = store.require(p + n::kKB, {kv_rows}, vec);
+            L.wv = store.require(p + n::kVW, {d, kv_rows}, mm);
+            L.bv = store.require(p + n::kVB, {kv_rows}, vec);
+        }
+        L.wo = store.require(p + n::kOW, {q_rows, d}, mm);
+        L.ffn_norm = store.require(p + n::kFfnNorm, {d}, vec);
+        L.gate = store.require(p + n::kGate, {d, hp_.n_ff}, mm);
+        L.up = store.require(p + n::kUp, {d, hp_.n_ff}, mm);
+        L.down = store.require(p + n::kDown, {hp_.n_ff, d}, mm);
+    }
+}
+
+std::vector<KvLayerShape> Qwen2Model::kv_shapes(int64_t n_ctx) const {
+    const int64_t w = hp_.n_head_kv * hp_.head_dim;
+    return std::vector<KvLayerShape>(size_t(hp_.n_layer), KvLayerShape{w, w, hp_.head_dim, n_ctx});
+}
+
+ggml_tensor * Qwen2Model::embed_tokens(ggml_context * ctx, ggml_tensor * ids) const {
+    return ggml_get_rows(ctx, tok_embd_, ids);
+}
+
+LmGraphOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const LmGraphInputs & in,
+                                 const KvCache & kv) const {
+    const int64_t hd = hp_.head_dim, T = in.positions->ne[0];
+    const int64_t q_rows = hp_.n_head * hd, kv_rows = hp_.n_head_kv * hd;
+    const float scale = 1.0f / std::sqrt(float(hd));
+
+    ggml_tensor * x = in.tokens ? embed_tokens(ctx, in.tokens) : in.embeddings;
+    for (int il = 0; il < hp_.n_layer; ++il) {
+        const Qwen2Layer & L = layers_[size_t(il)];
+        ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
+        ggml_tensor *q, *k, *v;
+        if (L.wqkv) {
+            ggml_tensor * qkv = linear(ctx, h, L.wqkv, L.bqkv);  // (q + 2 kv, T)
+            const size_t es = ggml_element_size(qkv);
+            q = ggml_view_3d(ctx, qkv, hd, hp_.n_head, T, hd * es, qkv->nb[1], 0);
+            k = ggml_view_3d(ctx, qkv, hd, hp_.n_head_kv, T, hd * es, qkv->nb[1], q_rows * es);
+            v = ggml_view_2d(ctx, qkv, kv_rows, T, qkv->nb[1], (q_rows + kv_rows) * es);
+        } else {
+            q = ggml_reshape_3d(ctx, linear(ctx, h, L.wq, L.bq), hd, hp_.n_head, T);
+            k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk, L.bk), hd, hp_.n_head_kv, T);
+            v = linear(ctx, h, L.wv, L.bv);
+        }
+        q = ggml_rope_ext(ctx, q, in.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
+                          0.0f, 1.0f, 0.0f, 0.0f);
+        k = ggml_rope_ext(ctx, k, in.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
+                          0.0f, 1.0f, 0.0f, 0.0f);
+        // write this step's K/V into their cache slots, then attend over the cache
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(size_t(il)), ggml_reshape_2d(ctx, k, kv_rows, T), in.slots));
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(size_t(il)), v, in.slots));
+        ggml_tensor * kc = cache_heads_view(ctx, kv.k(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
+        ggml_tensor * vc = cache_heads_view(ctx, kv.v(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
+        ggml_tensor * attn = attention(ctx, q, kc, vc, in.mask, scale);
+        x = ggml_add(ctx, x, linear(ctx, attn, L.wo));
+        h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
+        x = ggml_add(ctx, x, swiglu_ffn(ctx, h, L.gate, L.up, L.down));
+    }
+    // Only the positions that need logits go through the final norm and head.
+    if (in.n_out < T) x = row_slice(ctx, x, T - in.n_out, in.n_out);
+    LmGraphOutputs out;
+    out.hidden = rms_norm(ctx, x, final_norm_, hp_.rms_eps);
+    out.logits = ggml_mul_mat(ctx, lm_head_, out.hidden);
+    ggml_set_output(out.hidden);
+    ggml_set_output(out.logits);
+    ggml_build_forward_expand(gf, out.logits);
+    return out;
+}
+
+}  // namespace mimo
