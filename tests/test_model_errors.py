@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shutil
 
-import gguf
 import numpy as np
 import pytest
+from gguf_edit import rewrite
 
 from mimo_ggml import LanguageModel
 from mimo_ggml.errors import (
@@ -17,32 +17,6 @@ from mimo_ggml.errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
-
-
-def rewrite(src, dst, *, drop=None, arch=None, reshape=None, drop_key=None):
-    """Copy a GGUF with one change (gguf-py reader -> writer)."""
-    r = gguf.GGUFReader(src)
-    w = gguf.GGUFWriter(str(dst), arch or r.fields["general.architecture"].contents())
-    for name, field in r.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture" or name == drop_key:
-            continue
-        vt = field.types[0]
-        if vt == gguf.GGUFValueType.ARRAY:
-            w.add_array(name, field.contents())
-        else:
-            w.add_key_value(name, field.contents(), vt)
-    for t in r.tensors:
-        if t.name == drop:
-            continue
-        data = np.array(t.data)
-        if t.name == reshape:
-            data = data[:-1] if data.ndim == 1 else data[:, :-1]
-        w.add_tensor(t.name, data)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +78,7 @@ def test_missing_tensor(good, tmp_path):
 
 
 def test_wrong_shape(good, tmp_path):
-    p = rewrite(good, tmp_path / "shape.gguf", reshape="model.layers.0.attn.k.weight")
+    p = rewrite(good, tmp_path / "shape.gguf", shrink="model.layers.0.attn.k.weight")
     with pytest.raises(ModelLoadError, match=r"attn\.k\.weight.*shape"):
         LanguageModel(p)
 

@@ -14,10 +14,10 @@ namespace {
 class PyLanguageModel {
 public:
     PyLanguageModel(const std::string & path, const std::string & device, int n_threads, int64_t n_ctx,
-                    const std::string & kv_type) {
+                    const std::string & kv_type, bool repack_weights) {
         const ggml_type kv = parse_kv_type(kv_type);
         py::gil_scoped_release nogil;
-        auto backend = std::make_shared<Backend>(device, n_threads);
+        auto backend = std::make_shared<Backend>(device, n_threads, repack_weights);
         weights_ = std::make_shared<LmWeights>(path, backend);
         const int64_t ctx = n_ctx > 0 ? n_ctx : weights_->model().hparams().n_ctx_train;
         session_ = std::make_unique<LmSession>(weights_, ctx, kv);
@@ -145,9 +145,9 @@ void bind_language_model(py::module_ & m) {
              py::arg("logits"), py::arg("banned") = std::vector<int32_t>{});
 
     py::class_<PyLanguageModel>(m, "LanguageModel")
-        .def(py::init<const std::string &, const std::string &, int, int64_t, const std::string &>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("n_ctx") = 4096,
-             py::arg("kv_type") = "f16")
+        .def(py::init<const std::string &, const std::string &, int, int64_t, const std::string &, bool>(),
+             py::arg("path"), py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("n_ctx") = 4096,
+             py::arg("kv_type") = "f16", py::arg("repack_weights") = true)
         .def("eval", &PyLanguageModel::eval, py::arg("tokens") = py::none(), py::arg("embeddings") = py::none(),
              py::arg("n_out") = 1, py::arg("return_hidden") = false)
         .def("embed", &PyLanguageModel::embed, py::arg("tokens"))

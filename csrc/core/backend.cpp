@@ -111,7 +111,7 @@ std::vector<DeviceInfo> list_devices() {
     return out;
 }
 
-Backend::Backend(const std::string & device, int n_threads) {
+Backend::Backend(const std::string & device, int n_threads, bool repack_weights) : repack_weights_(repack_weights) {
     if (n_threads < 0) {
         fail(ErrorKind::InvalidArgument, strfmt("n_threads must be a positive number (or None for all cores), got %d", n_threads));
     }

@@ -25,7 +25,10 @@ class Backend {
 public:
     // device: "auto" (first GPU, else CPU), "cpu", "cuda", "cuda:N", "metal",
     // "gpu", "gpu:N", or a ggml device name ("CUDA0"). n_threads <= 0: all cores.
-    Backend(const std::string & device, int n_threads);
+    // repack_weights: on CPU, store quantized matmul weights in ggml's
+    // repacked (interleaved) layouts: faster prefill, slower single-token
+    // decode on AVX2 machines; a plain layout gets huge pages instead.
+    Backend(const std::string & device, int n_threads, bool repack_weights = true);
     ~Backend();
     Backend(const Backend &) = delete;
     Backend & operator=(const Backend &) = delete;
@@ -36,6 +39,7 @@ public:
     ggml_backend_dev_t device() const { return dev_; }
     const std::string & device_name() const { return device_name_; }
     int n_threads() const { return n_threads_; }
+    bool repack_weights() const { return repack_weights_; }
 
     // Buffer type for weights on the main device, and the CPU's extra
     // (repacked) buffer types that accelerate matmuls on quantized weights.
@@ -51,6 +55,7 @@ private:
     ggml_backend_dev_t dev_ = nullptr;
     std::string device_name_;
     int n_threads_ = 1;
+    bool repack_weights_ = true;
     std::vector<ggml_backend_buffer_type_t> cpu_extra_bufts_;
 };
 

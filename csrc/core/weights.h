@@ -55,12 +55,14 @@ private:
     };
     ggml_context * context_for(ggml_backend_buffer_type_t buft);
     ggml_backend_buffer_type_t choose_buffer_type(const TensorInfo & info, Placement p);
+    ggml_backend_buffer_t alloc_anonymous(ggml_context * ctx);
     ggml_tensor * declare(const TensorInfo & info, std::initializer_list<int64_t> ne, WeightOptions opt);
 
     std::shared_ptr<Backend> backend_;
     const GgufFile & file_;
     std::map<ggml_backend_buffer_type_t, ggml_context *> contexts_;
     std::vector<ggml_backend_buffer_t> buffers_;
+    std::vector<std::pair<void *, size_t>> mappings_;  // anonymous memory behind host buffers
     std::vector<Pending> pending_;
     bool loaded_ = false;
 };

@@ -31,6 +31,7 @@ logging.getLogger("mimo_ggml").addHandler(logging.NullHandler())
 _LAZY = {
     "system_info": "mimo_ggml.system",
     "LanguageModel": "mimo_ggml.lm",
+    "AudioTokenizer": "mimo_ggml.tokenizer",
 }
 
 __all__ = [

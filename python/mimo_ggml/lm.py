@@ -29,6 +29,10 @@ class LanguageModel:
     ``"cpu"``, ``"cuda:0"``, ``"metal"``… n_threads: CPU threads (None: all
     cores). n_ctx: positions the KV cache holds (None: the model's maximum).
     kv_type: ``"f16"`` (default), ``"f32"`` (exact checks) or ``"q8_0"``.
+    repack_weights: on CPU, keep quantized matrices in ggml's repacked
+    layouts (faster prompt processing); False keeps the file's layout in
+    huge-page memory (faster one-token decode on AVX2). Results are the same
+    up to float rounding order.
     """
 
     def __init__(
@@ -39,13 +43,15 @@ class LanguageModel:
         n_threads: int | None = None,
         n_ctx: int | None = 4096,
         kv_type: str = "f16",
+        repack_weights: bool = True,
     ):
         if n_threads is not None and n_threads <= 0:
             raise InvalidArgumentError(f"n_threads must be a positive integer or None, got {n_threads}")
         if n_ctx is not None and n_ctx <= 0:
             raise InvalidArgumentError(f"n_ctx must be a positive integer or None, got {n_ctx}")
         self._native = _core.LanguageModel(
-            os.fspath(path), device=device, n_threads=n_threads or 0, n_ctx=n_ctx or 0, kv_type=kv_type
+            os.fspath(path), device=device, n_threads=n_threads or 0, n_ctx=n_ctx or 0, kv_type=kv_type,
+            repack_weights=repack_weights,
         )
 
     # -- evaluation -----------------------------------------------------
