@@ -18,3 +18,12 @@ def tiny_lm(tmp_path_factory):
         "f16_fused": convert(root / "hf", root / "lm-f16-fused.gguf", dtype="f16", fuse_qkv=True),
     }
     return model, files
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tmp_path_factory):
+    """Tiny MiMo-V2.5-ASR + audio-tokenizer checkpoints (official layout) and
+    their GGUF files side by side (see asr_fixtures.tiny_asr_files)."""
+    from asr_fixtures import tiny_asr_files
+
+    return tiny_asr_files(tmp_path_factory.mktemp("tiny_asr"))

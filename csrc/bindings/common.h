@@ -14,6 +14,8 @@ void bind_errors(py::module_ & m);
 void bind_system(py::module_ & m);
 void bind_language_model(py::module_ & m);
 void bind_quantize(py::module_ & m);
+void bind_gguf_metadata(py::module_ & m);
 void bind_audio_tokenizer(py::module_ & m);
+void bind_asr_adapter(py::module_ & m);
 
 }  // namespace mimo::bindings

@@ -8,5 +8,7 @@ PYBIND11_MODULE(_core, m) {
     mimo::bindings::bind_system(m);
     mimo::bindings::bind_language_model(m);
     mimo::bindings::bind_quantize(m);
+    mimo::bindings::bind_gguf_metadata(m);
     mimo::bindings::bind_audio_tokenizer(m);
+    mimo::bindings::bind_asr_adapter(m);
 }

@@ -29,4 +29,30 @@ inline constexpr const char * kGate = "ffn.gate.weight";
 inline constexpr const char * kUp = "ffn.up.weight";
 inline constexpr const char * kDown = "ffn.down.weight";
 
+// LM keys the audio adapter reads (besides the Qwen2 decoder)
+inline constexpr const char * kKeyLlmHidden = "mimo_asr.llm.hidden_size";
+inline constexpr const char * kKeyLlmRopeTheta = "mimo_asr.llm.rope_theta";
+inline constexpr const char * kKeyLlmRmsEps = "mimo_asr.llm.rms_norm_eps";
+
+// audio adapter keys (mimo_asr.audio.*)
+inline constexpr const char * kKeyAudioChannels = "mimo_asr.audio.channels";
+inline constexpr const char * kKeyAudioGroupSize = "mimo_asr.audio.group_size";
+inline constexpr const char * kKeyAudioLayers = "mimo_asr.audio.input_layers";
+inline constexpr const char * kKeyAudioDim = "mimo_asr.audio.input_dim";
+inline constexpr const char * kKeyAudioHeads = "mimo_asr.audio.input_heads";
+inline constexpr const char * kKeyAudioHeadDim = "mimo_asr.audio.input_head_dim";
+inline constexpr const char * kKeyAudioFfn = "mimo_asr.audio.input_intermediate";
+// written by CrispASR's converter but not trusted (the LM hidden size is used)
+inline constexpr const char * kKeyAudioOutHidden = "mimo_asr.audio.out_hidden_size";
+inline constexpr const char * kKeySpeechVocabFmt = "mimo_asr.audio.speech_vocab.%d";
+// our own keys; CrispASR's files lack them (spec defaults apply)
+inline constexpr const char * kKeySpeechEmptyFmt = "mimo_asr.audio.speech_zeroemb.%d";
+inline constexpr const char * kKeyAudioFullAttention = "mimo_asr.audio.input_full_attention";
+
+// audio adapter tensors (never fused)
+inline constexpr const char * kAudioEmbFmt = "audio.emb.%d.weight";  // speech embedding table of channel c
+inline constexpr const char * kAudioLayerFmt = "audio.blk.%d.";      // + the block suffixes above
+inline constexpr const char * kAudioNorm = "audio.norm.weight";
+inline constexpr const char * kAudioGroupProj = "audio.group_proj.weight";
+
 }  // namespace mimo::names::asr

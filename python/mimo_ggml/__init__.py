@@ -31,6 +31,10 @@ logging.getLogger("mimo_ggml").addHandler(logging.NullHandler())
 _LAZY = {
     "system_info": "mimo_ggml.system",
     "LanguageModel": "mimo_ggml.lm",
+    "Session": "mimo_ggml.session",
+    "AsrAdapter": "mimo_ggml.adapter",
+    "Transcription": "mimo_ggml.results",
+    "Segment": "mimo_ggml.results",
     "AudioTokenizer": "mimo_ggml.tokenizer",
 }
 

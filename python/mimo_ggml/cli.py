@@ -1,8 +1,9 @@
 """The ``mimo-ggml`` command line (also ``python -m mimo_ggml``).
 
-Sub-commands: ``info`` (this build and, optionally, a GGUF file), ``convert``
-(Hugging Face checkpoints -> GGUF) and ``quantize`` (GGUF -> GGUF). Quiet by
-default; ``-v`` shows the native logs.
+Sub-commands: ``transcribe`` (audio files -> text, srt, vtt, json), ``info``
+(this build and, optionally, a GGUF file), ``convert`` (Hugging Face
+checkpoints -> GGUF) and ``quantize`` (GGUF -> GGUF). Quiet by default;
+``-v`` shows the native logs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,41 @@ from pathlib import Path
 from .errors import MimoError
 
 CONVERTERS = ("asr", "audio-tokenizer", "mimo2")
+
+
+def _cmd_transcribe(args) -> int:
+    from .session import Session
+    from .writers import FORMATS, write_transcription
+
+    formats = list(FORMATS) if args.output_format == "all" else [args.output_format] if args.output_format else []
+    out_dir = Path(args.output_dir) if args.output_dir else Path(".") if formats else None
+    if out_dir is not None and not formats:
+        formats = ["txt"]
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        print(f"mimo-ggml: error: audio file not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    status = 0
+    with Session(args.model, args.tokenizer, device=args.device, n_threads=args.threads, kv_type=args.kv_type) as asr:
+        for name in args.files:
+            progress = None
+            if args.progress:
+                def progress(done, total, name=name):
+                    print(f"{name}: {done:.1f}/{total:.1f} s ({100.0 * done / max(total, 1e-9):.0f}%)",
+                          file=sys.stderr, flush=True)
+            try:
+                result = asr.transcribe(name, language=args.language, max_new_tokens=args.max_new_tokens,
+                                        max_clip_s=args.max_clip if args.max_clip > 0 else None, progress=progress)
+            except MimoError as exc:  # one bad file does not stop the others
+                print(f"mimo-ggml: error: {name}: {exc}", file=sys.stderr)
+                status = 2
+                continue
+            print(result.text, flush=True)
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                for fmt in formats:
+                    write_transcription(result, out_dir / f"{Path(name).stem}.{fmt}", fmt)
+    return status
 
 
 def _cmd_info(args) -> int:
@@ -66,10 +102,86 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _text_session(args):
+    from .text import TextSession
+
+    return TextSession(args.model, device=args.device, n_threads=args.threads, kv_type=args.kv_type,
+                       n_ctx=args.n_ctx, swa_window_keys=args.swa_window_keys)
+
+
+def _sampling(args) -> dict:
+    return dict(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                seed=args.seed)
+
+
+def _print_stats(result) -> None:
+    t = result.timings
+    print(f"[{result.prompt_tokens} prompt tokens, {t['prompt_tokens_per_s']:.1f} tokens/s | "
+          f"{result.completion_tokens} generated, {t['tokens_per_s']:.1f} tokens/s | {result.finish_reason}]",
+          file=sys.stderr, flush=True)
+
+
+def _cmd_generate(args) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    with _text_session(args) as session:
+        stream = session.generate(prompt, stream=True, **_sampling(args))
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print(flush=True)
+        if args.stats:
+            _print_stats(stream.result)
+    return 0
+
+
+def _cmd_chat(args) -> int:
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = sys.stdin.isatty()
+    with _text_session(args) as session:
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line:  # EOF
+                break
+            line = line.rstrip("\n")
+            if line.strip() == "/exit":
+                break
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line})
+            stream = session.chat(messages, stream=True, cache_prompt=True, **_sampling(args))
+            for piece in stream:
+                print(piece, end="", flush=True)
+            print(flush=True)
+            reply = stream.result.text
+            for marker in ("<|im_start|>", "<|im_end|>"):
+                reply = reply.replace(marker, "")
+            messages.append({"role": "assistant", "content": reply})
+            if args.stats:
+                _print_stats(stream.result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mimo-ggml", description="Run Xiaomi MiMo models on ggml.")
     p.add_argument("-v", "--verbose", action="store_true", help="show native (ggml) logs")
     sub = p.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("transcribe", help="transcribe audio files with MiMo-V2.5-ASR")
+    tr.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3; any rate and channels)")
+    tr.add_argument("-m", "--model", required=True, help="mimo_asr GGUF file, folder, or Hugging Face repo id")
+    tr.add_argument("--tokenizer", help="audio-tokenizer GGUF (default: next to the model)")
+    tr.add_argument("-l", "--language", default="auto", choices=("auto", "en", "zh"))
+    tr.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda:0, metal, ...")
+    tr.add_argument("--kv-type", default="f16", choices=("f16", "q8_0", "f32"))
+    tr.add_argument("--output-format", "-f", choices=("txt", "srt", "vtt", "json", "all"),
+                    help="also write files in this format (default with -o: txt)")
+    tr.add_argument("-o", "--output-dir", help="folder for the output files (default: current folder)")
+    tr.add_argument("--max-new-tokens", type=int, default=None, help="token cap per clip")
+    tr.add_argument("--max-clip", type=float, default=60.0, help="split longer audio at pauses (0: one pass)")
+    tr.add_argument("--progress", action="store_true", help="print progress to stderr")
+    tr.set_defaults(func=_cmd_transcribe)
 
     info = sub.add_parser("info", help="show this build's ggml, devices and CPU features (and a GGUF's metadata)")
     info.add_argument("model", nargs="?", help="a GGUF file to describe")
@@ -89,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("output")
     q.add_argument("type", help="q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K or q6_K")
     q.set_defaults(func=_cmd_quantize)
+
+    for name, func, text in (("generate", _cmd_generate, "generate text with a MiMo-V2 / V2.5 MoE model (mimo2 GGUF)"),
+                             ("chat", _cmd_chat, "chat with a MiMo-V2 / V2.5 MoE model on stdin (/exit or EOF ends)")):
+        g = sub.add_parser(name, help=text)
+        g.add_argument("-m", "--model", required=True, help="mimo2 GGUF file")
+        if name == "generate":
+            g.add_argument("-p", "--prompt", required=True, help="prompt text ('-': read stdin)")
+        else:
+            g.add_argument("--system", help="system message")
+        g.add_argument("-n", "--max-tokens", type=int, default=256 if name == "generate" else 1024)
+        g.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+        g.add_argument("--top-p", type=float, default=1.0)
+        g.add_argument("--top-k", type=int, default=0)
+        g.add_argument("--seed", type=int, default=0)
+        g.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+        g.add_argument("--device", default="auto", help="auto, cpu, cuda:0, metal, ...")
+        g.add_argument("--kv-type", default="f16", choices=("f16", "q8_0", "f32"))
+        g.add_argument("--n-ctx", type=int, default=4096, help="context positions")
+        g.add_argument("--swa-window-keys", type=int, default=None,
+                       help="keys a sliding-window query sees (default: the file's, 129)")
+        g.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+        g.set_defaults(func=func)
     return p
 
 

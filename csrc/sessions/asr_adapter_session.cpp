@@ -1,0 +1,144 @@
+#include "sessions/asr_adapter_session.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "models/mimo_asr_names.h"
+#include "models/mimo_tokenizer_names.h"
+
+namespace mimo {
+
+AsrAdapterWeights::AsrAdapterWeights(const std::string & path, std::shared_ptr<Backend> backend)
+    : backend_(std::move(backend)) {
+    file_ = std::make_unique<GgufFile>(path);
+    const std::string arch = file_->architecture();
+    if (arch != names::asr::kArch) {
+        std::string hint;
+        if (arch == names::tok::kArch) {
+            hint = " (this is the audio-tokenizer file; the audio adapter lives in the MiMo-ASR model file)";
+        }
+        fail(ErrorKind::UnsupportedModel,
+             strfmt("%s has architecture '%s', expected '%s' (a MiMo-V2.5-ASR GGUF with the audio adapter)%s",
+                    path.c_str(), arch.empty() ? "<none>" : arch.c_str(), names::asr::kArch, hint.c_str()));
+    }
+    store_ = std::make_unique<WeightStore>(backend_, *file_);
+    model_ = std::make_unique<AsrAdapterModel>(*file_, *store_);
+    store_->load();
+    model_->finish_load();
+}
+
+struct AsrAdapterSession::Graph {
+    ggml_context * ctx = nullptr;
+    ggml_cgraph * gf = nullptr;
+    AsrAdapterGraph g;
+    ~Graph() {
+        if (ctx) ggml_free(ctx);
+    }
+};
+
+AsrAdapterSession::AsrAdapterSession(std::shared_ptr<const AsrAdapterWeights> weights)
+    : weights_(std::move(weights)) {
+    sched_ = weights_->backend()->new_scheduler(weights_->model().max_nodes());
+}
+
+AsrAdapterSession::~AsrAdapterSession() {
+    graph_.reset();
+    if (sched_) ggml_backend_sched_free(sched_);
+}
+
+AsrAdapterSession::Graph & AsrAdapterSession::prepare(int64_t n_groups) {
+    if (graph_ && graph_->g.n_groups == n_groups) return *graph_;
+    graph_.reset();
+    auto g = std::make_unique<Graph>();
+    const size_t max_nodes = weights_->model().max_nodes();
+    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
+                            nullptr, true};
+    g->ctx = ggml_init(params);
+    if (!g->ctx) fail(ErrorKind::Backend, "out of memory creating the audio-adapter graph context");
+    g->gf = ggml_new_graph_custom(g->ctx, max_nodes, false);
+    g->g = weights_->model().build(g->ctx, g->gf, n_groups);
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, g->gf)) {
+        fail(ErrorKind::Backend, "could not allocate the audio-adapter graph (out of memory?)");
+    }
+    graph_ = std::move(g);
+    return *graph_;
+}
+
+void AsrAdapterSession::run_chunk(const int32_t * codes, int64_t n_groups, bool keep_stages,
+                                  AsrAdapterResult & out) {
+    const AsrAdapterHParams & hp = weights_->model().hparams();
+    const int64_t C = hp.n_channels, S = hp.group_size, N = S * n_groups;
+    Graph & g = prepare(n_groups);
+
+    // (frames, channels) row-major -> one run of N ids per channel
+    std::vector<int32_t> ids(static_cast<size_t>(N * C));
+    for (int64_t t = 0; t < N; ++t) {
+        for (int64_t c = 0; c < C; ++c) ids[size_t(c * N + t)] = codes[t * C + c];
+    }
+    std::vector<int32_t> pos(static_cast<size_t>(N));
+    for (int64_t t = 0; t < N; ++t) pos[size_t(t)] = int32_t(t % S);
+    ggml_backend_tensor_set(g.g.codes, ids.data(), 0, ids.size() * sizeof(int32_t));
+    ggml_backend_tensor_set(g.g.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
+    if (g.g.mask) {  // causal inside the group (only when the file says input_full_attention = false)
+        std::vector<float> mask(static_cast<size_t>(S * S), 0.0f);
+        for (int64_t i = 0; i < S; ++i) {
+            for (int64_t j = i + 1; j < S; ++j) mask[size_t(i * S + j)] = -INFINITY;
+        }
+        ggml_backend_tensor_set(g.g.mask, mask.data(), 0, mask.size() * sizeof(float));
+    }
+    if (ggml_backend_sched_graph_compute(sched_, g.gf) != GGML_STATUS_SUCCESS) {
+        fail(ErrorKind::Backend, "the audio-adapter graph failed to compute");
+    }
+
+    auto append = [](std::vector<float> & dst, ggml_tensor * t) {
+        const size_t at = dst.size(), n = size_t(ggml_nelements(t));
+        dst.resize(at + n);
+        ggml_backend_tensor_get(t, dst.data() + at, 0, n * sizeof(float));
+    };
+    const size_t first = out.features.size();
+    append(out.features, g.g.features);
+    for (size_t i = first; i < out.features.size(); ++i) {
+        if (!std::isfinite(out.features[i])) fail(ErrorKind::Backend, "the audio adapter produced non-finite values");
+    }
+    if (keep_stages) {
+        append(out.ilt_input, g.g.ilt_input);
+        append(out.ilt_output, g.g.ilt_output);
+    }
+    out.n_groups += n_groups;
+}
+
+AsrAdapterResult AsrAdapterSession::run(const int32_t * codes, int64_t n_frames, bool keep_stages) {
+    const AsrAdapterHParams & hp = weights_->model().hparams();
+    const int64_t C = hp.n_channels, S = hp.group_size;
+    if (n_frames < 0 || n_frames % S != 0) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("the codes have %lld frames, which is not a multiple of the group size %lld; pad them by "
+                    "repeating the last frame (mimo_ggml.prompt.pad_codes)",
+                    (long long) n_frames, (long long) S));
+    }
+    for (int64_t t = 0; t < n_frames; ++t) {
+        for (int64_t c = 0; c < C; ++c) {
+            const int32_t v = codes[t * C + c];
+            if (v < 0 || v >= hp.speech_vocab[size_t(c)]) {
+                fail(ErrorKind::InvalidArgument,
+                     strfmt("code %d at frame %lld, channel %lld is outside [0, %lld), the speech vocabulary of "
+                            "that channel",
+                            v, (long long) t, (long long) c, (long long) hp.speech_vocab[size_t(c)]));
+            }
+        }
+    }
+    AsrAdapterResult out;
+    const int64_t n_groups = n_frames / S;
+    out.features.reserve(size_t(n_groups * hp.n_embd));
+    for (int64_t done = 0; done < n_groups;) {
+        const int64_t m = std::min(kMaxGroupsPerGraph, n_groups - done);
+        run_chunk(codes + done * S * C, m, keep_stages, out);
+        done += m;
+    }
+    return out;
+}
+
+}  // namespace mimo
