@@ -224,3 +224,34 @@ def test_cli_writes_all_formats(tiny_asr, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mimo_ggml", "transcribe", str(tmp_path / "nope.wav"),
                           "-m", str(tiny_asr["f32_fused"])], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_cli_convert_and_quantize(tiny_asr, tmp_path):
+    """`mimo-ggml convert` writes the same files as the fixture's converter
+    calls; `mimo-ggml quantize` keeps what must stay unquantized, and the
+    quantized pair still transcribes."""
+    import gguf
+
+    def cli(*args):
+        run = subprocess.run([sys.executable, "-m", "mimo_ggml", *map(str, args)], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        return run
+
+    out = tmp_path / "q"
+    out.mkdir()
+    cli("convert", "asr", tiny_asr["ckpt"], tmp_path / "asr.gguf", "--dtype", "f32")
+    cli("convert", "audio-tokenizer", tiny_asr["tokenizer_ckpt"], tmp_path / "tok.gguf", "--dtype", "f32")
+    assert (tmp_path / "asr.gguf").read_bytes() == tiny_asr["f32_fused"].read_bytes()
+    cli("quantize", tmp_path / "asr.gguf", out / "mimo-asr-q8_0.gguf", "q8_0")
+    cli("quantize", tmp_path / "tok.gguf", out / "mimo-tokenizer.gguf", "q8_0")
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out / "mimo-tokenizer.gguf").tensors}
+    assert types["enc.blk.0.attn.q.weight"] == "Q8_0"
+    assert types["encoder.conv1.weight"] in ("F32", "F16")
+    assert types["encoder.quant.vq.layers.0._codebook.embed"] in ("F32", "F16")
+    assert types["enc.blk.0.attn_norm.weight"] == "F32"
+    lm_types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out / "mimo-asr-q8_0.gguf").tensors}
+    assert lm_types["audio.blk.0.attn.q.weight"] == "Q8_0" and lm_types["audio.norm.weight"] == "F32"
+    with Session(out, device="cpu", n_threads=2) as s:
+        r = s.transcribe(speechlike(1.5, 16000, seed=2), 16000, language="en", max_new_tokens=4)
+    assert len(r.segments[0].tokens) == 4

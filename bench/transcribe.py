@@ -1,0 +1,61 @@
+"""End-to-end transcription speed at the real model size.
+
+Random weights with MiMo-V2.5-ASR's shapes — the Q4_K language model with its
+audio adapter and the real vocabulary (bench/common.py), and the audio
+tokenizer as CrispASR publishes it (Q4_K matrices, F16 convs and codebooks;
+bench/tokenizer.py) — transcribe 11 s and 60 s of audio at 2 threads.
+Random weights never emit a stop token, so the number of new tokens is fixed
+(25 per 11 s, about what real speech yields). Prints per-phase times and the
+real-time factor.
+
+    python bench/transcribe.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mib, random_asr_lm  # noqa: E402
+from tokenizer import random_tokenizer, speech_like  # noqa: E402
+
+from mimo_ggml import Session  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/mimo-ggml-bench"))
+    ap.add_argument("--seconds", type=float, nargs="+", default=[11.0, 60.0])
+    args = ap.parse_args()
+
+    cache = Path(args.cache)
+    lm = random_asr_lm(cache, qtype="q4_K", with_audio=True)
+    tok = lm.parent / "mimo-tokenizer-q4_k.gguf"
+    if not tok.exists():
+        shutil.copy(random_tokenizer(cache, "q4_K", 32), tok)
+    t0 = time.perf_counter()
+    asr = Session(lm, device="cpu", n_threads=args.threads)
+    print(f"model: {lm} + {tok.name}, {args.threads} threads, load {time.perf_counter() - t0:.1f} s")
+    for seconds in args.seconds:
+        audio = speech_like(seconds)
+        new_tokens = round(25 * seconds / 11.0)
+        t0 = time.perf_counter()
+        result = asr.transcribe((audio, 24000), language="en", max_new_tokens=new_tokens)
+        wall = time.perf_counter() - t0
+        tokens = sum(len(s.tokens) for s in result.segments)
+        phases = "  ".join(f"{k} {v:6.2f} s" for k, v in result.timings.items())
+        print(f"{seconds:5.1f} s audio, {tokens} new tokens: {wall:6.2f} s wall, real-time factor "
+              f"{wall / seconds:.2f} ({seconds / wall:.2f}x real time)\n    {phases}")
+    asr.close()
+    print(f"peak RSS: {peak_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
