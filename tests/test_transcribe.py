@@ -255,3 +255,19 @@ def test_cli_convert_and_quantize(tiny_asr, tmp_path):
     with Session(out, device="cpu", n_threads=2) as s:
         r = s.transcribe(speechlike(1.5, 16000, seed=2), 16000, language="en", max_new_tokens=4)
     assert len(r.segments[0].tokens) == 4
+
+
+def test_interrupt_leaves_session_usable(asr):
+    """Ctrl-C (KeyboardInterrupt) raised while a multi-clip transcription runs
+    stops it, and the same session transcribes correctly afterwards."""
+    audio = speechlike(8.0, 16000, seed=9, pauses=(3.5,))
+    expected = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0)
+    assert len(expected.segments) == 2
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0, progress=interrupt)
+    again = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0)
+    assert [s.tokens for s in again.segments] == [s.tokens for s in expected.segments]
