@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mib, random_asr_lm  # noqa: E402
-from tokenizer import random_tokenizer, speech_like  # noqa: E402
+from common import peak_rss_mib, random_asr_files, speech_like  # noqa: E402
 
 from mimo_ggml import Session  # noqa: E402
 
@@ -35,10 +33,7 @@ def main() -> int:
     args = ap.parse_args()
 
     cache = Path(args.cache)
-    lm = random_asr_lm(cache, qtype="q4_K", with_audio=True)
-    tok = lm.parent / "mimo-tokenizer-q4_k.gguf"
-    if not tok.exists():
-        shutil.copy(random_tokenizer(cache, "q4_K", 32), tok)
+    lm, tok = random_asr_files(cache)
     t0 = time.perf_counter()
     asr = Session(lm, device="cpu", n_threads=args.threads)
     print(f"model: {lm} + {tok.name}, {args.threads} threads, load {time.perf_counter() - t0:.1f} s")

@@ -269,13 +269,28 @@ def write_tokenizer(folder: Path) -> dict:
     return {"eos": tok.token_to_id("<|im_end|>"), "pad": tok.token_to_id("<|endoftext|>")}
 
 
-def write_bf16_checkpoint(folder: Path, g: Geometry = Geometry(), seed: int = 0, tokenizer: bool = True) -> Path:
+def write_bf16_checkpoint(
+    folder: Path,
+    g: Geometry = Geometry(),
+    seed: int = 0,
+    tokenizer: bool = True,
+    dtype: str = "bf16",
+    sink_std: float | None = None,
+    init_std: float = 0.02,
+) -> Path:
     """(a) random-init ``MiMoV2FlashForCausalLM`` -> ``save_pretrained`` (bf16), then the hub-style config.json.
 
     transformers hard-codes SWA nkv = 2 x nkv and the full-layer rule
     ``i == 0 or (i+1) % 6 == 0``; the geometry must match both (the default does).
     The config transformers wrote is kept as ``config.transformers.json``.
+    ``dtype="f32"`` keeps the same layout with float32 weights, so that a
+    float32 reference run of the folder is exact (load it with
+    ``dtype=torch.float32``).  ``sink_std`` redraws the attention sinks with
+    that standard deviation (transformers' init draws them tiny, where they
+    hardly move the softmax).  ``init_std`` is transformers' initializer_range
+    (larger values give a less degenerate greedy continuation).
     """
+    assert dtype in ("bf16", "f32")
     from transformers import MiMoV2FlashConfig, MiMoV2FlashForCausalLM
 
     assert g.kv_swa == 2 * g.kv_full and list(g.pattern) == [
@@ -289,7 +304,7 @@ def write_bf16_checkpoint(folder: Path, g: Geometry = Geometry(), seed: int = 0,
         num_attention_heads=g.heads, num_key_value_heads=g.kv_full, moe_intermediate_size=g.moe_ffn,
         num_experts_per_tok=g.top_k, n_routed_experts=g.experts, max_position_embeddings=g.max_pos,
         mlp_layer_types=["sparse" if m else "dense" for m in g.moe],
-        eos_token_id=special.get("eos"), pad_token_id=special.get("pad"),
+        eos_token_id=special.get("eos"), pad_token_id=special.get("pad"), initializer_range=init_std,
     )
     torch.manual_seed(seed)
     model = MiMoV2FlashForCausalLM(tcfg)
@@ -298,15 +313,20 @@ def write_bf16_checkpoint(folder: Path, g: Geometry = Geometry(), seed: int = 0,
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):  # make norms non-trivial
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
-        model.to(torch.bfloat16)
+            elif name.endswith("self_attn.sinks") and sink_std is not None:
+                p.copy_(sink_std * torch.randn(p.shape, generator=gen))
+        if dtype == "bf16":
+            model.to(torch.bfloat16)
         for layer in model.model.layers:
             gate = getattr(layer.mlp, "gate", None)
             if gate is not None and hasattr(gate, "e_score_correction_bias"):
                 gate.e_score_correction_bias = (0.05 * torch.randn(g.experts, generator=gen)).to(torch.float32)
     model.save_pretrained(str(folder))
     (folder / "config.transformers.json").write_text((folder / "config.json").read_text())
-    extra = {"eos_token_id": special.get("eos"), "pad_token_id": special.get("pad")} if special else None
-    _write_config(folder, hub_config(g, model_type="mimo_v2_flash", extra=extra))
+    extra = {"eos_token_id": special.get("eos"), "pad_token_id": special.get("pad")} if special else {}
+    if dtype == "f32":
+        extra["torch_dtype"] = "float32"
+    _write_config(folder, hub_config(g, model_type="mimo_v2_flash", extra=extra or None))
     return folder
 
 
@@ -343,6 +363,7 @@ def write_synthetic_checkpoint(
     awq_symmetric: bool = True,
     awq_scales=None,  # optional callable(name, (N, K/G)) -> scales, to force fallback cases
     router_dtype: str = "f32",
+    mxfp4_scales: tuple[int, int] = (118, 131),  # E8M0 bytes drawn from [lo, hi)
     extras: bool = True,  # MTP + omni tower tensors that the converter must skip
     config_extra: dict | None = None,
     seed: int = 0,
@@ -423,7 +444,7 @@ def write_synthetic_checkpoint(
                     truth[name] = ((qv - np.repeat(z, G, 1)) * np.repeat(s, G, 1)).astype(np.float32)
                 elif experts == "mxfp4":
                     codes = rng.integers(0, 16, size=(n_, k_)).astype(np.uint8)
-                    scales = rng.integers(118, 131, size=(n_, k_ // 32)).astype(np.uint8)
+                    scales = rng.integers(*mxfp4_scales, size=(n_, k_ // 32)).astype(np.uint8)
                     main[name + ".weight"] = torch.from_numpy(pack_mxfp4(codes))
                     main[name + ".weight_scale"] = torch.from_numpy(scales)
                     mag = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], dtype=np.float32)

@@ -692,7 +692,10 @@ def _ggml_base():
     import ctypes
 
     libggml = pytest.importorskip("libggml")
-    lib = ctypes.CDLL(str(Path(libggml.__file__).parent / "lib64" / "libggml-base.so"))
+    # the PyPI wheel installs into lib64; a wheel built from the sdist on Debian into lib
+    root = Path(libggml.__file__).parent
+    lib = ctypes.CDLL(str(next(p for p in (root / "lib64" / "libggml-base.so", root / "lib" / "libggml-base.so")
+                               if p.exists())))
 
     class Params(ctypes.Structure):
         _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]

@@ -75,3 +75,17 @@ def test_close_is_idempotent_and_context_manager_frees(tiny_lm):
     assert lm.weights_bytes > 0 and lm.kv_bytes > 0
     lm.close()
     lm.close()
+
+
+def test_unused_cpu_features_names_what_ggml_was_not_built_for():
+    from mimo_ggml.system import unused_cpu_features
+
+    cpuinfo = "processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512bw avx512_vnni avx512_bf16\n"
+    avx2_build = {"AVX2": "1", "FMA": "1", "AVX512": "0"}
+    assert unused_cpu_features(avx2_build, cpuinfo) == ["AVX512", "AVX512_VNNI", "AVX512_BF16"]
+    native = {"AVX2": "1", "AVX512": "1", "AVX512_VNNI": "1", "AVX512_BF16": "1"}
+    assert unused_cpu_features(native, cpuinfo) == []
+    assert unused_cpu_features(avx2_build, "no flags line here") == []
+    info = mimo_ggml.system_info()
+    assert isinstance(info["cpu_features_unused"], list)
+    assert ("advice" in info) == bool(info["cpu_features_unused"])

@@ -17,5 +17,6 @@ void bind_quantize(py::module_ & m);
 void bind_gguf_metadata(py::module_ & m);
 void bind_audio_tokenizer(py::module_ & m);
 void bind_asr_adapter(py::module_ & m);
+void bind_text_model(py::module_ & m);
 
 }  // namespace mimo::bindings

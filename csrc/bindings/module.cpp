@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     mimo::bindings::bind_gguf_metadata(m);
     mimo::bindings::bind_audio_tokenizer(m);
     mimo::bindings::bind_asr_adapter(m);
+    mimo::bindings::bind_text_model(m);
 }

@@ -1,5 +1,7 @@
 #include "core/graph.h"
 
+#include "core/errors.h"
+
 namespace mimo {
 
 ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * weight, float eps) {
@@ -40,6 +42,25 @@ ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, gg
     ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
     if (sinks) ggml_flash_attn_ext_add_sinks(out, sinks);
     return ggml_reshape_2d(ctx, out, head_dim_v * n_head, n_tokens);  // out is (head_dim_v, n_head, T)
+}
+
+GraphArena::GraphArena(size_t max_nodes) {
+    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
+                            true};
+    ctx = ggml_init(params);
+    if (!ctx) fail(ErrorKind::Backend, "out of memory creating a graph context");
+    gf = ggml_new_graph_custom(ctx, max_nodes, false);
+}
+
+GraphArena::~GraphArena() {
+    if (ctx) ggml_free(ctx);
+}
+
+void sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * gf, const char * what) {
+    ggml_backend_sched_reset(sched);
+    if (!ggml_backend_sched_alloc_graph(sched, gf)) {
+        fail(ErrorKind::Backend, strfmt("could not allocate the %s graph (out of memory?)", what));
+    }
 }
 
 ggml_tensor * cache_heads_view(ggml_context * ctx, ggml_tensor * cache, int64_t head_dim, int64_t n_head,

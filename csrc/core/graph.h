@@ -2,6 +2,7 @@
 // blocks and attention over a KV cache. Each returns a new ggml node.
 #pragma once
 
+#include "ggml-backend.h"
 #include "ggml.h"
 
 namespace mimo {
@@ -26,6 +27,21 @@ ggml_tensor * row_slice(ggml_context * ctx, ggml_tensor * x, int64_t offset, int
 // returns (head_dim_v * n_head, T)
 ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, ggml_tensor * v, ggml_tensor * mask,
                         float scale, ggml_tensor * sinks = nullptr);
+
+// The metadata-only ggml context a graph of up to max_nodes nodes is built in,
+// and that graph; sessions derive their kept-for-reuse graph state from it.
+struct GraphArena {
+    explicit GraphArena(size_t max_nodes);
+    ~GraphArena();
+    GraphArena(const GraphArena &) = delete;
+    GraphArena & operator=(const GraphArena &) = delete;
+    ggml_context * ctx = nullptr;
+    ggml_cgraph * gf = nullptr;
+};
+
+// Resets the scheduler and allocates gf's nodes in it; a Backend error naming
+// `what` if the memory cannot be had.
+void sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * gf, const char * what);
 
 // A (head_dim, n_positions, n_head) view of a KV-cache tensor that stores
 // one row of n_head * head_dim values per position.

@@ -108,13 +108,20 @@ LmGraphOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const LmG
         ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(size_t(il)), v, in.slots));
         ggml_tensor * kc = cache_heads_view(ctx, kv.k(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
         ggml_tensor * vc = cache_heads_view(ctx, kv.v(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
-        ggml_tensor * attn = attention(ctx, q, kc, vc, in.mask, scale);
+        ggml_tensor * mask = in.mask;
+        if (il == hp_.n_layer - 1 && in.n_out < T) {
+            // every row's K/V is cached above; past this point only the rows whose outputs are wanted
+            // matter, so the last layer's attention, projection and FFN run on those alone
+            q = ggml_view_3d(ctx, q, hd, hp_.n_head, in.n_out, q->nb[1], q->nb[2], size_t(T - in.n_out) * q->nb[2]);
+            mask = row_slice(ctx, in.mask, T - in.n_out, in.n_out);
+            x = row_slice(ctx, x, T - in.n_out, in.n_out);
+        }
+        ggml_tensor * attn = attention(ctx, q, kc, vc, mask, scale);
         x = ggml_add(ctx, x, linear(ctx, attn, L.wo));
         h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
         x = ggml_add(ctx, x, swiglu_ffn(ctx, h, L.gate, L.up, L.down));
     }
     // Only the positions that need logits go through the final norm and head.
-    if (in.n_out < T) x = row_slice(ctx, x, T - in.n_out, in.n_out);
     LmGraphOutputs out;
     out.hidden = rms_norm(ctx, x, final_norm_, hp_.rms_eps);
     out.logits = ggml_mul_mat(ctx, lm_head_, out.hidden);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/graph.h"
 #include "core/log.h"
 #include "models/mimo_asr_names.h"
 #include "models/mimo_tokenizer_names.h"
@@ -11,31 +12,18 @@
 namespace mimo {
 
 AsrAdapterWeights::AsrAdapterWeights(const std::string & path, std::shared_ptr<Backend> backend)
-    : backend_(std::move(backend)) {
-    file_ = std::make_unique<GgufFile>(path);
-    const std::string arch = file_->architecture();
-    if (arch != names::asr::kArch) {
-        std::string hint;
-        if (arch == names::tok::kArch) {
-            hint = " (this is the audio-tokenizer file; the audio adapter lives in the MiMo-ASR model file)";
-        }
-        fail(ErrorKind::UnsupportedModel,
-             strfmt("%s has architecture '%s', expected '%s' (a MiMo-V2.5-ASR GGUF with the audio adapter)%s",
-                    path.c_str(), arch.empty() ? "<none>" : arch.c_str(), names::asr::kArch, hint.c_str()));
-    }
-    store_ = std::make_unique<WeightStore>(backend_, *file_);
-    model_ = std::make_unique<AsrAdapterModel>(*file_, *store_);
-    store_->load();
+    : LoadedModel(open_gguf_of_arch(path, names::asr::kArch, "a MiMo-V2.5-ASR GGUF with the audio adapter",
+                                    {{names::tok::kArch, "this is the audio-tokenizer file; the audio adapter lives "
+                                                         "in the MiMo-ASR model file"}}),
+                  std::move(backend), [](const GgufFile & file, WeightStore & store) {
+                      return std::make_unique<AsrAdapterModel>(file, store);
+                  }) {
     model_->finish_load();
 }
 
-struct AsrAdapterSession::Graph {
-    ggml_context * ctx = nullptr;
-    ggml_cgraph * gf = nullptr;
+struct AsrAdapterSession::Graph : GraphArena {
+    using GraphArena::GraphArena;
     AsrAdapterGraph g;
-    ~Graph() {
-        if (ctx) ggml_free(ctx);
-    }
 };
 
 AsrAdapterSession::AsrAdapterSession(std::shared_ptr<const AsrAdapterWeights> weights)
@@ -51,18 +39,10 @@ AsrAdapterSession::~AsrAdapterSession() {
 AsrAdapterSession::Graph & AsrAdapterSession::prepare(int64_t n_groups) {
     if (graph_ && graph_->g.n_groups == n_groups) return *graph_;
     graph_.reset();
-    auto g = std::make_unique<Graph>();
     const size_t max_nodes = weights_->model().max_nodes();
-    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
-                            nullptr, true};
-    g->ctx = ggml_init(params);
-    if (!g->ctx) fail(ErrorKind::Backend, "out of memory creating the audio-adapter graph context");
-    g->gf = ggml_new_graph_custom(g->ctx, max_nodes, false);
+    auto g = std::make_unique<Graph>(max_nodes);
     g->g = weights_->model().build(g->ctx, g->gf, n_groups);
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g->gf)) {
-        fail(ErrorKind::Backend, "could not allocate the audio-adapter graph (out of memory?)");
-    }
+    sched_alloc_graph(sched_, g->gf, "audio-adapter");
     graph_ = std::move(g);
     return *graph_;
 }

@@ -11,24 +11,15 @@
 
 #include "core/backend.h"
 #include "core/gguf_file.h"
+#include "core/loaded_model.h"
 #include "core/weights.h"
 #include "models/asr_adapter.h"
 
 namespace mimo {
 
-class AsrAdapterWeights {
+class AsrAdapterWeights : public LoadedModel<AsrAdapterModel> {
 public:
     AsrAdapterWeights(const std::string & path, std::shared_ptr<Backend> backend);
-    const AsrAdapterModel & model() const { return *model_; }
-    const GgufFile & file() const { return *file_; }
-    const std::shared_ptr<Backend> & backend() const { return backend_; }
-    size_t bytes() const { return store_->bytes(); }
-
-private:
-    std::shared_ptr<Backend> backend_;
-    std::unique_ptr<GgufFile> file_;
-    std::unique_ptr<WeightStore> store_;
-    std::unique_ptr<AsrAdapterModel> model_;
 };
 
 struct AsrAdapterResult {

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "core/graph.h"
 #include "core/log.h"
 #include "models/mimo_asr_names.h"
 #include "models/mimo_tokenizer_names.h"
@@ -12,33 +13,19 @@ namespace mimo {
 
 AudioTokenizerWeights::AudioTokenizerWeights(const std::string & path, std::shared_ptr<Backend> backend,
                                              const AudioTokenizerOptions & options)
-    : backend_(std::move(backend)) {
-    file_ = std::make_unique<GgufFile>(path);
-    const std::string arch = file_->architecture();
-    if (arch != names::tok::kArch) {
-        std::string hint;
-        if (arch == names::asr::kArch) {
-            hint = " (this is the MiMo-ASR language-model file: pass it as the model, and the "
-                   "mimo_tokenizer GGUF as the tokenizer)";
-        }
-        fail(ErrorKind::UnsupportedModel,
-             strfmt("%s has architecture '%s', expected '%s' (a MiMo audio-tokenizer GGUF)%s", path.c_str(),
-                    arch.empty() ? "<none>" : arch.c_str(), names::tok::kArch, hint.c_str()));
-    }
-    store_ = std::make_unique<WeightStore>(backend_, *file_);
-    model_ = std::make_unique<AudioTokenizerModel>(*file_, *store_, options);
-    store_->load();
+    : LoadedModel(open_gguf_of_arch(path, names::tok::kArch, "a MiMo audio-tokenizer GGUF",
+                                    {{names::asr::kArch, "this is the MiMo-ASR language-model file: pass it as the "
+                                                         "model, and the mimo_tokenizer GGUF as the tokenizer"}}),
+                  std::move(backend), [&options](const GgufFile & file, WeightStore & store) {
+                      return std::make_unique<AudioTokenizerModel>(file, store, options);
+                  }) {
     model_->finish_load(*backend_);
 }
 
-struct AudioTokenizerSession::Graph {
-    ggml_context * ctx = nullptr;
-    ggml_cgraph * gf = nullptr;
+struct AudioTokenizerSession::Graph : GraphArena {
+    using GraphArena::GraphArena;
     AudioEncoderGraph enc;
     bool keep_stages = false;
-    ~Graph() {
-        if (ctx) ggml_free(ctx);
-    }
 };
 
 namespace {
@@ -69,19 +56,11 @@ AudioTokenizerSession::~AudioTokenizerSession() {
 AudioTokenizerSession::Graph & AudioTokenizerSession::prepare(int64_t t_mel, bool keep_stages) {
     if (graph_ && graph_->enc.t_mel == t_mel && graph_->keep_stages == keep_stages) return *graph_;
     graph_.reset();
-    auto g = std::make_unique<Graph>();
     const size_t max_nodes = encoder_max_nodes(weights_->model().hparams());
-    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
-                            nullptr, true};
-    g->ctx = ggml_init(params);
-    if (!g->ctx) fail(ErrorKind::Backend, "out of memory creating the tokenizer graph context");
-    g->gf = ggml_new_graph_custom(g->ctx, max_nodes, false);
+    auto g = std::make_unique<Graph>(max_nodes);
     g->keep_stages = keep_stages;
     g->enc = weights_->model().build_encoder(g->ctx, g->gf, t_mel, keep_stages);
-    ggml_backend_sched_reset(sched_enc_);
-    if (!ggml_backend_sched_alloc_graph(sched_enc_, g->gf)) {
-        fail(ErrorKind::Backend, "could not allocate the audio-tokenizer graph (out of memory?)");
-    }
+    sched_alloc_graph(sched_enc_, g->gf, "audio-tokenizer");
     graph_ = std::move(g);
     return *graph_;
 }
@@ -179,10 +158,7 @@ void AudioTokenizerSession::quantize(const std::vector<float> & pooled, int64_t 
             ggml_set_output(dt);
             ggml_cgraph * gf = ggml_new_graph_custom(ctx, 64, false);
             ggml_build_forward_expand(gf, dt);
-            ggml_backend_sched_reset(sched_rvq_);
-            if (!ggml_backend_sched_alloc_graph(sched_rvq_, gf)) {
-                fail(ErrorKind::Backend, "could not allocate the RVQ graph (out of memory?)");
-            }
+            sched_alloc_graph(sched_rvq_, gf, "RVQ");
             ggml_backend_tensor_set(rin, r.data(), 0, r.size() * sizeof(float));
             if (ggml_backend_sched_graph_compute(sched_rvq_, gf) != GGML_STATUS_SUCCESS) {
                 fail(ErrorKind::Backend, "the RVQ distance graph failed to compute");

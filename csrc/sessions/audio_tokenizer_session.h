@@ -11,25 +11,17 @@
 
 #include "core/backend.h"
 #include "core/gguf_file.h"
+#include "core/loaded_model.h"
 #include "core/weights.h"
 #include "models/audio_tokenizer.h"
 
 namespace mimo {
 
-class AudioTokenizerWeights {
+class AudioTokenizerWeights : public LoadedModel<AudioTokenizerModel> {
 public:
     AudioTokenizerWeights(const std::string & path, std::shared_ptr<Backend> backend,
                           const AudioTokenizerOptions & options = {});
-    const AudioTokenizerModel & model() const { return *model_; }
-    const GgufFile & file() const { return *file_; }
-    const std::shared_ptr<Backend> & backend() const { return backend_; }
     size_t bytes() const { return store_->bytes() + model_->derived_bytes(); }
-
-private:
-    std::shared_ptr<Backend> backend_;
-    std::unique_ptr<GgufFile> file_;
-    std::unique_ptr<WeightStore> store_;
-    std::unique_ptr<AudioTokenizerModel> model_;
 };
 
 // One intermediate result: rows × cols floats, row-major ([T, d] for the

@@ -5,36 +5,27 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/graph.h"
 #include "core/log.h"
 #include "models/mimo_asr_names.h"
+#include "models/mimo_tokenizer_names.h"
 
 namespace mimo {
 
-LmWeights::LmWeights(const std::string & path, std::shared_ptr<Backend> backend) : backend_(std::move(backend)) {
-    file_ = std::make_unique<GgufFile>(path);
-    const std::string arch = file_->architecture();
-    if (arch != names::asr::kArch) {
-        std::string hint;
-        if (arch == "mimo_tokenizer") hint = " (this is the audio-tokenizer file: pass it as the tokenizer, not the model)";
-        fail(ErrorKind::UnsupportedModel,
-             strfmt("%s has architecture '%s', expected '%s' (a MiMo-V2.5-ASR language-model GGUF)%s", path.c_str(),
-                    arch.empty() ? "<none>" : arch.c_str(), names::asr::kArch, hint.c_str()));
-    }
-    store_ = std::make_unique<WeightStore>(backend_, *file_);
-    model_ = std::make_unique<Qwen2Model>(*file_, *store_, names::asr::kLlmKeyPrefix);
-    store_->load();
-}
+LmWeights::LmWeights(const std::string & path, std::shared_ptr<Backend> backend)
+    : LoadedModel(open_gguf_of_arch(path, names::asr::kArch, "a MiMo-V2.5-ASR language-model GGUF",
+                                    {{names::tok::kArch, "this is the audio-tokenizer file: pass it as the tokenizer, "
+                                                         "not the model"}}),
+                  std::move(backend), [](const GgufFile & file, WeightStore & store) {
+                      return std::make_unique<Qwen2Model>(file, store, names::asr::kLlmKeyPrefix);
+                  }) {}
 
-struct LmSession::Graph {
-    ggml_context * ctx = nullptr;
-    ggml_cgraph * gf = nullptr;
+struct LmSession::Graph : GraphArena {
+    using GraphArena::GraphArena;
     LmGraphInputs in;
     LmGraphOutputs out;
     int64_t n = 0, n_kv = 0, n_out = 0;
     bool use_tokens = false;
-    ~Graph() {
-        if (ctx) ggml_free(ctx);
-    }
 };
 
 LmSession::LmSession(std::shared_ptr<const LmWeights> weights, int64_t n_ctx, ggml_type kv_type)
@@ -65,13 +56,9 @@ LmSession::Graph & LmSession::prepare(int64_t n, int64_t n_kv, int64_t n_out, bo
         return *graph_;  // same shapes: reuse the allocated graph, only inputs change
     }
     graph_.reset();
-    auto g = std::make_unique<Graph>();
     const Qwen2HParams & hp = weights_->model().hparams();
     const size_t max_nodes = size_t(64 * hp.n_layer + 512);
-    ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false),
-                            nullptr, true};
-    g->ctx = ggml_init(params);
-    g->gf = ggml_new_graph_custom(g->ctx, max_nodes, false);
+    auto g = std::make_unique<Graph>(max_nodes);
     g->n = n;
     g->n_kv = n_kv;
     g->n_out = n_out;
@@ -93,10 +80,7 @@ LmSession::Graph & LmSession::prepare(int64_t n, int64_t n_kv, int64_t n_out, bo
     in.n_kv = n_kv;
     in.n_out = n_out;
     g->out = weights_->model().build(g->ctx, g->gf, in, *kv_);
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, g->gf)) {
-        fail(ErrorKind::Backend, "could not allocate the compute graph (out of memory?)");
-    }
+    sched_alloc_graph(sched_, g->gf, "language-model");
     graph_ = std::move(g);
     return *graph_;
 }
@@ -201,10 +185,9 @@ std::vector<float> LmSession::embed(const int32_t * tokens, int64_t n) {
     ggml_cgraph * gf = ggml_new_graph(ctx);
     ggml_build_forward_expand(gf, rows);
     graph_.reset();  // the scheduler's allocation is about to change
-    ggml_backend_sched_reset(sched_);
     std::vector<float> out(size_t(n * hp.n_embd));
     try {
-        if (!ggml_backend_sched_alloc_graph(sched_, gf)) fail(ErrorKind::Backend, "could not allocate the embedding graph");
+        sched_alloc_graph(sched_, gf, "embedding");
         ggml_backend_tensor_set(ids, tokens, 0, size_t(n) * sizeof(int32_t));
         if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
             fail(ErrorKind::Backend, "the embedding graph failed to compute");

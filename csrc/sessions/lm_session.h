@@ -10,25 +10,16 @@
 
 #include "core/backend.h"
 #include "core/gguf_file.h"
+#include "core/loaded_model.h"
 #include "core/kv_cache.h"
 #include "core/weights.h"
 #include "models/qwen2.h"
 
 namespace mimo {
 
-class LmWeights {
+class LmWeights : public LoadedModel<Qwen2Model> {
 public:
     LmWeights(const std::string & path, std::shared_ptr<Backend> backend);
-    const Qwen2Model & model() const { return *model_; }
-    const GgufFile & file() const { return *file_; }
-    const std::shared_ptr<Backend> & backend() const { return backend_; }
-    size_t bytes() const { return store_->bytes(); }
-
-private:
-    std::shared_ptr<Backend> backend_;
-    std::unique_ptr<GgufFile> file_;
-    std::unique_ptr<WeightStore> store_;
-    std::unique_ptr<Qwen2Model> model_;
 };
 
 struct LmOutput {

@@ -36,6 +36,7 @@ _LAZY = {
     "Transcription": "mimo_ggml.results",
     "Segment": "mimo_ggml.results",
     "AudioTokenizer": "mimo_ggml.tokenizer",
+    "TextSession": "mimo_ggml.text",
 }
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 Sub-commands: ``transcribe`` (audio files -> text, srt, vtt, json), ``info``
 (this build and, optionally, a GGUF file), ``convert`` (Hugging Face
-checkpoints -> GGUF) and ``quantize`` (GGUF -> GGUF). Quiet by default;
-``-v`` shows the native logs.
+checkpoints -> GGUF), ``quantize`` (GGUF -> GGUF), and ``generate`` /
+``chat`` (text with the MiMo-V2 MoE models). Quiet by default; ``-v`` shows
+the native logs.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """`mimo-ggml quantize`: re-encode a GGUF's matrices with ggml's quantizers.
 
 What is kept as it is: 1-D tensors (norms, biases), conv kernels (3-D audio
-tensors), RVQ codebooks and their training buffers, tensors that are already
-quantized (e.g. MXFP4 experts) and anything whose row width is not a
-multiple of the block size — those fall back to Q8_0 (for 32-multiples) or
-keep their type, as CrispASR's quantizer does.
+tensors), MoE router matrices (``ffn_gate_inp``), RVQ codebooks and their
+training buffers, tensors that are already quantized (e.g. MXFP4 experts)
+and anything whose row width is not a multiple of the block size — those
+fall back to Q8_0 (for 32-multiples) or keep their type, as CrispASR's
+quantizer does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _keep(name: str, n_dims: int) -> bool:
     if n_dims < 2 or not name.endswith(".weight"):
         return True  # biases, norms, codebooks (".embed"), sinks, buffers
     lowered = name.lower()
+    if "ffn_gate_inp" in lowered:
+        return True  # MoE router: routing is computed in F32 (spec/moe.md), a rounded router flips expert choices
     return "norm" in lowered or "conv" in lowered or "down_sample_layer" in lowered
 
 

@@ -1,0 +1,307 @@
+#include "models/mimo2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/errors.h"
+#include "core/graph.h"
+#include "models/mimo2_names.h"
+
+namespace mimo {
+
+namespace n = names::mimo2;
+
+namespace {
+
+bool is_array(const GgufFile & f, const char * key) {
+    try {
+        (void) f.array_size(key);
+        return true;
+    } catch (const Error &) {
+        return false;
+    }
+}
+
+// A per-layer value stored either as an array (one entry per block, MTP
+// blocks included) or as a scalar that holds for every layer.
+std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_layer, int64_t n_block) {
+    std::vector<int64_t> out;
+    if (f.has_key(key) && is_array(f, key)) {
+        out = f.int_array(key);
+        if (int64_t(out.size()) != n_block && int64_t(out.size()) != n_layer) {
+            fail(ErrorKind::ModelLoad, strfmt("%s: metadata key '%s' has %zu entries for %lld blocks", f.path().c_str(),
+                                              key, out.size(), (long long) n_block));
+        }
+        out.resize(size_t(n_layer));
+    } else {
+        out.assign(size_t(n_layer), f.integer(key));
+    }
+    return out;
+}
+
+}  // namespace
+
+Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
+    const std::string & path = f.path();
+    Mimo2HParams hp;
+    const int64_t n_block = f.u32(n::kKeyBlockCount);
+    const int64_t n_nextn = f.u32_or(n::kKeyNextnLayers, 0);
+    if (n_block <= 0 || n_nextn >= n_block) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: block_count %lld with %lld MTP blocks leaves no decoder layer",
+                                          path.c_str(), (long long) n_block, (long long) n_nextn));
+    }
+    hp.n_layer = n_block - n_nextn;
+    hp.n_embd = f.u32(n::kKeyEmbd);
+    hp.n_ff = f.u32_or(n::kKeyFf, 0);
+    hp.n_ctx_train = f.u32_or(n::kKeyContextLength, 0);
+    hp.head_dim_k = f.u32_or(n::kKeyKeyLength, 192);
+    hp.head_dim_v = f.u32_or(n::kKeyValueLength, 128);
+    hp.n_rot = f.u32_or(n::kKeyRopeDims, 64);
+
+    hp.n_head = per_layer(f, n::kKeyHeads, hp.n_layer, n_block);
+    hp.n_head_kv = f.has_key(n::kKeyHeadsKv) ? per_layer(f, n::kKeyHeadsKv, hp.n_layer, n_block) : hp.n_head;
+    if (!f.has_key(n::kKeySwaPattern) || !is_array(f, n::kKeySwaPattern)) {
+        fail(ErrorKind::ModelLoad, strfmt("%s lacks the per-layer array '%s' (1 = sliding-window layer) that every "
+                                          "mimo2 file carries",
+                                          path.c_str(), n::kKeySwaPattern));
+    }
+    const std::vector<int64_t> pattern = per_layer(f, n::kKeySwaPattern, hp.n_layer, n_block);
+    for (int64_t v : pattern) hp.swa.push_back(v != 0 ? 1 : 0);
+
+    hp.rope_base = f.f32(n::kKeyRopeBase);
+    hp.rope_base_swa = f.f32_or(n::kKeyRopeBaseSwa, hp.rope_base);
+    hp.rms_eps = f.f32_or(n::kKeyRmsEps, 1e-5f);
+    hp.value_scale = f.f32_or(n::kKeyValueScale, 1.0f);
+
+    hp.n_expert = f.u32_or(n::kKeyExperts, 0);
+    hp.n_expert_used = f.u32_or(n::kKeyExpertsUsed, 0);
+    hp.n_ff_exp = f.u32_or(n::kKeyExpertFf, 0);
+    if (f.has_key(n::kKeyExpertGating) && f.integer(n::kKeyExpertGating) != n::kGatingSigmoid) {
+        fail(ErrorKind::UnsupportedModel,
+             strfmt("%s: expert_gating_func %lld is not supported; MiMo-V2 routes with sigmoid (%d)", path.c_str(),
+                    (long long) f.integer(n::kKeyExpertGating), n::kGatingSigmoid));
+    }
+    hp.expert_weights_norm = f.boolean_or(n::kKeyExpertNorm, true);
+    hp.expert_weights_scale = f.f32_or(n::kKeyExpertScale, 1.0f);
+    if (!(hp.expert_weights_scale > 0.0f)) hp.expert_weights_scale = 1.0f;  // 0 / absent in llama.cpp = unset
+
+    hp.sliding_window = f.u32_or(n::kKeySlidingWindow, 128);
+    hp.window_keys = f.u32_or(n::kKeyWindowKeys, 129);
+    hp.leading_dense = f.has_key(n::kKeyLeadingDense) ? int64_t(f.u32(n::kKeyLeadingDense)) : -1;
+    hp.swa_sinks = f.has_key(n::kKeySwaSinks) ? int(f.boolean_or(n::kKeySwaSinks, false)) : -1;
+    hp.full_sinks = f.has_key(n::kKeyFullSinks) ? int(f.boolean_or(n::kKeyFullSinks, false)) : -1;
+    hp.eos_token_id = f.integer_or(n::kKeyEos, -1);
+
+    // consistency: everything the graph relies on, checked before any tensor is declared
+    auto bad = [&](const std::string & what) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: inconsistent mimo2 hyper-parameters: %s", path.c_str(), what.c_str()));
+    };
+    if (hp.n_embd <= 0) bad("embedding_length must be positive");
+    if (hp.head_dim_k <= 0 || hp.head_dim_v <= 0) bad("key_length / value_length must be positive");
+    if (hp.n_rot <= 0 || hp.n_rot % 2 != 0 || hp.n_rot > hp.head_dim_k) {
+        bad(strfmt("rope.dimension_count %lld must be even and at most key_length %lld", (long long) hp.n_rot,
+                   (long long) hp.head_dim_k));
+    }
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        const int64_t nh = hp.n_head[size_t(il)], nkv = hp.n_head_kv[size_t(il)];
+        if (nh <= 0 || nkv <= 0 || nh % nkv != 0) {
+            bad(strfmt("layer %lld has %lld query heads and %lld KV heads (need a positive multiple)", (long long) il,
+                       (long long) nh, (long long) nkv));
+        }
+    }
+    if (!(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f)) bad("rope.freq_base must be positive");
+    if (!(hp.rms_eps > 0.0f)) bad("layer_norm_rms_epsilon must be positive");
+    if (!std::isfinite(hp.value_scale) || hp.value_scale == 0.0f) bad("attention.value_scale must be finite and non-zero");
+    if (hp.window_keys < 1) bad("attention.sliding_window_keys must be at least 1");
+    if (hp.leading_dense > hp.n_layer) bad("leading_dense_block_count exceeds block_count");
+    return hp;
+}
+
+bool Mimo2HParams::any_swa() const {
+    for (uint8_t s : swa)
+        if (s) return true;
+    return false;
+}
+
+bool Mimo2HParams::any_full() const {
+    for (uint8_t s : swa)
+        if (!s) return true;
+    return false;
+}
+
+Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HParams::from_gguf(file)) {
+    const int64_t d = hp_.n_embd;
+    const WeightOptions mm{Placement::MatmulWeight, false};
+    const WeightOptions vec{Placement::Device, true};
+    const TensorInfo * emb = file.find_tensor(n::kEmbed);
+    if (!emb || emb->n_dims != 2 || emb->ne[0] != d) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' is missing or is not (%lld, n_vocab)", file.path().c_str(),
+                                          n::kEmbed, (long long) d));
+    }
+    hp_.n_vocab = emb->ne[1];
+    // row-gathered: host memory, so GPU runs need no get_rows kernel for quantized tables
+    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, {Placement::Host, false});
+    output_norm_ = store.require(n::kOutputNorm, {d}, vec);
+    // MiMo's head is untied; a tied export (no output.weight) reuses the embedding rows
+    output_ = store.optional(n::kOutput, {d, hp_.n_vocab}, mm);
+    if (!output_) output_ = store.require(n::kEmbed, {d, hp_.n_vocab}, mm);
+
+    layers_.resize(size_t(hp_.n_layer));
+    char prefix[32];
+    for (int il = 0; il < hp_.n_layer; ++il) {
+        std::snprintf(prefix, sizeof(prefix), n::kLayerFmt, il);
+        const std::string p = prefix;
+        Mimo2Layer & L = layers_[size_t(il)];
+        const int64_t nh = hp_.n_head[size_t(il)], nkv = hp_.n_head_kv[size_t(il)];
+        const int64_t q_rows = nh * hp_.head_dim_k, k_rows = nkv * hp_.head_dim_k, v_rows = nkv * hp_.head_dim_v;
+        L.attn_norm = store.require(p + n::kAttnNorm, {d}, vec);
+        if (store.file_has(p + n::kQkv)) {
+            L.wqkv = store.require(p + n::kQkv, {d, q_rows + k_rows + v_rows}, mm);
+        } else {
+            L.wq = store.require(p + n::kQ, {d, q_rows}, mm);
+            L.wk = store.require(p + n::kK, {d, k_rows}, mm);
+            L.wv = store.require(p + n::kV, {d, v_rows}, mm);
+        }
+        L.wo = store.require(p + n::kO, {nh * hp_.head_dim_v, d}, mm);
+        const int sinks_flag = hp_.swa[size_t(il)] ? hp_.swa_sinks : hp_.full_sinks;
+        L.sinks = sinks_flag == 1 ? store.require(p + n::kSinks, {nh}, vec) : store.optional(p + n::kSinks, {nh}, vec);
+        L.ffn_norm = store.require(p + n::kFfnNorm, {d}, vec);
+
+        const bool moe = hp_.leading_dense >= 0 ? il >= hp_.leading_dense : store.file_has(p + n::kRouter);
+        if (moe) {
+            if (hp_.n_expert <= 0 || hp_.n_expert_used <= 0 || hp_.n_expert_used > hp_.n_expert || hp_.n_ff_exp <= 0) {
+                fail(ErrorKind::ModelLoad,
+                     strfmt("%s: layer %d is MoE but expert_count %lld / expert_used_count %lld / "
+                            "expert_feed_forward_length %lld are missing or inconsistent",
+                            file.path().c_str(), il, (long long) hp_.n_expert, (long long) hp_.n_expert_used,
+                            (long long) hp_.n_ff_exp));
+            }
+            const int64_t E = hp_.n_expert, I = hp_.n_ff_exp;
+            // the router runs in F32 (spec §4) whatever the file stores
+            L.router = store.require(p + n::kRouter, {d, E}, vec);
+            L.router_bias = store.optional(p + n::kRouterBias, {E}, vec);
+            // stacked experts: plain device buffers (ggml's CPU repacking is for 2-D matmuls)
+            const WeightOptions exps{Placement::Device, false};
+            L.gate_exps = store.require(p + n::kGateExps, {d, I, E}, exps);
+            L.up_exps = store.require(p + n::kUpExps, {d, I, E}, exps);
+            L.down_exps = store.require(p + n::kDownExps, {I, d, E}, exps);
+        } else {
+            int64_t ff = hp_.n_ff;
+            if (ff <= 0) {  // feed_forward_length absent: take it from the tensor
+                const TensorInfo * t = store.file_tensor(p + n::kGate);
+                ff = t && t->n_dims == 2 ? t->ne[1] : 0;
+            }
+            L.gate = store.require(p + n::kGate, {d, ff}, mm);
+            L.up = store.require(p + n::kUp, {d, ff}, mm);
+            L.down = store.require(p + n::kDown, {ff, d}, mm);
+        }
+    }
+}
+
+std::vector<KvLayerShape> Mimo2Model::kv_shapes(int64_t n_ctx, int64_t swa_slots) const {
+    std::vector<KvLayerShape> out;
+    for (int64_t il = 0; il < hp_.n_layer; ++il) {
+        const int64_t nkv = hp_.n_head_kv[size_t(il)];
+        out.push_back(KvLayerShape{nkv * hp_.head_dim_k, nkv * hp_.head_dim_v,
+                                   std::min(hp_.head_dim_k, hp_.head_dim_v),
+                                   hp_.swa[size_t(il)] ? swa_slots : n_ctx});
+    }
+    return out;
+}
+
+ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, ggml_tensor * h, int il,
+                                          const Mimo2GraphInputs & in, const KvCache & kv) const {
+    const Mimo2Layer & L = layers_[size_t(il)];
+    const bool swa = hp_.swa[size_t(il)] != 0;
+    const int64_t dk = hp_.head_dim_k, dv = hp_.head_dim_v, T = in.positions->ne[0];
+    const int64_t nh = hp_.n_head[size_t(il)], nkv = hp_.n_head_kv[size_t(il)];
+    const int64_t q_rows = nh * dk, k_rows = nkv * dk;
+    ggml_tensor *q, *k, *v;
+    if (L.wqkv) {
+        ggml_tensor * qkv = linear(ctx, h, L.wqkv);  // (q + k + v rows, T), rows global [Q; K; V]
+        const size_t es = ggml_element_size(qkv);
+        q = ggml_view_3d(ctx, qkv, dk, nh, T, dk * es, qkv->nb[1], 0);
+        k = ggml_view_3d(ctx, qkv, dk, nkv, T, dk * es, qkv->nb[1], q_rows * es);
+        v = ggml_view_2d(ctx, qkv, nkv * dv, T, qkv->nb[1], (q_rows + k_rows) * es);
+    } else {
+        q = ggml_reshape_3d(ctx, linear(ctx, h, L.wq), dk, nh, T);
+        k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk), dk, nkv, T);
+        v = linear(ctx, h, L.wv);
+    }
+    // partial NeoX RoPE: the first n_rot dims of each 192-wide head rotate, the rest pass through
+    const float base = swa ? hp_.rope_base_swa : hp_.rope_base;
+    q = ggml_rope_ext(ctx, q, in.positions, nullptr, int(hp_.n_rot), GGML_ROPE_TYPE_NEOX, 0, base, 1.0f, 0.0f, 1.0f,
+                      0.0f, 0.0f);
+    k = ggml_rope_ext(ctx, k, in.positions, nullptr, int(hp_.n_rot), GGML_ROPE_TYPE_NEOX, 0, base, 1.0f, 0.0f, 1.0f,
+                      0.0f, 0.0f);
+    // V is scaled before caching (spec §3.1), so the cache holds what SGLang/vLLM hold
+    if (hp_.value_scale != 1.0f) {
+        if (!ggml_is_contiguous(v)) v = ggml_cont(ctx, v);  // a view into the fused qkv rows
+        v = ggml_scale(ctx, v, hp_.value_scale);
+    }
+
+    ggml_tensor * slots = swa ? in.slots_swa : in.slots_full;
+    ggml_tensor * mask = swa ? in.mask_swa : in.mask_full;
+    const int64_t n_kv = swa ? in.n_kv_swa : in.n_kv_full;
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(size_t(il)), ggml_reshape_2d(ctx, k, k_rows, T), slots));
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(size_t(il)), v, slots));
+    ggml_tensor * kc = cache_heads_view(ctx, kv.k(size_t(il)), dk, nkv, n_kv);
+    ggml_tensor * vc = cache_heads_view(ctx, kv.v(size_t(il)), dv, nkv, n_kv);
+    ggml_tensor * attn = attention(ctx, q, kc, vc, mask, 1.0f / std::sqrt(float(dk)), L.sinks);
+    return linear(ctx, attn, L.wo);
+}
+
+// Sigmoid router in F32, top-k on the bias-corrected scores, weights from the
+// un-biased scores (renormalised, scaled), experts through mul_mat_id (spec §4).
+ggml_tensor * Mimo2Model::moe_block(ggml_context * ctx, ggml_tensor * h, const Mimo2Layer & L) const {
+    const int64_t H = hp_.n_embd, E = hp_.n_expert, K = hp_.n_expert_used, T = h->ne[1];
+    ggml_tensor * logits = ggml_mul_mat(ctx, L.router, h);  // (E, T), F32 x F32
+    ggml_tensor * probs = ggml_sigmoid(ctx, logits);
+    ggml_tensor * choice = L.router_bias ? ggml_add(ctx, probs, L.router_bias) : probs;
+    ggml_tensor * idx = ggml_argsort_top_k(ctx, choice, int(K));  // (K, T) I32
+    ggml_tensor * w = ggml_get_rows(ctx, ggml_reshape_3d(ctx, probs, 1, E, T), idx);  // (1, K, T)
+    if (hp_.expert_weights_norm) {
+        ggml_tensor * w2 = ggml_reshape_2d(ctx, w, K, T);
+        ggml_tensor * sum = ggml_scale_bias(ctx, ggml_sum_rows(ctx, w2), 1.0f, 1e-20f);  // (1, T)
+        w = ggml_reshape_3d(ctx, ggml_div(ctx, w2, sum), 1, K, T);
+    }
+    if (hp_.expert_weights_scale != 1.0f) w = ggml_scale(ctx, w, hp_.expert_weights_scale);
+
+    ggml_tensor * x = ggml_reshape_3d(ctx, h, H, 1, T);
+    ggml_tensor * g = ggml_mul_mat_id(ctx, L.gate_exps, x, idx);  // (I, K, T)
+    ggml_tensor * u = ggml_mul_mat_id(ctx, L.up_exps, x, idx);
+    ggml_tensor * y = ggml_mul_mat_id(ctx, L.down_exps, ggml_swiglu_split(ctx, g, u), idx);  // (H, K, T)
+    y = ggml_mul(ctx, y, w);
+    ggml_tensor * out = ggml_view_2d(ctx, y, H, T, y->nb[2], 0);
+    for (int64_t e = 1; e < K; ++e) {
+        out = ggml_add(ctx, out, ggml_view_2d(ctx, y, H, T, y->nb[2], size_t(e) * y->nb[1]));
+    }
+    return out;
+}
+
+Mimo2GraphOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Mimo2GraphInputs & in,
+                                    const KvCache & kv) const {
+    const int64_t T = in.positions->ne[0];
+    ggml_tensor * x = ggml_get_rows(ctx, tok_embd_, in.tokens);  // (H, T) F32
+    for (int il = 0; il < hp_.n_layer; ++il) {
+        const Mimo2Layer & L = layers_[size_t(il)];
+        ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
+        ggml_tensor * a = attention_block(ctx, gf, h, il, in, kv);
+        if (il == hp_.n_layer - 1 && in.n_out < T) {
+            // every row's K/V is cached by now: the last FFN runs only on the rows whose logits are wanted
+            a = row_slice(ctx, a, T - in.n_out, in.n_out);
+            x = row_slice(ctx, x, T - in.n_out, in.n_out);
+        }
+        x = ggml_add(ctx, x, a);
+        h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
+        x = ggml_add(ctx, x, L.moe() ? moe_block(ctx, h, L) : swiglu_ffn(ctx, h, L.gate, L.up, L.down));
+    }
+    Mimo2GraphOutputs out;
+    out.logits = ggml_mul_mat(ctx, output_, rms_norm(ctx, x, output_norm_, hp_.rms_eps));
+    ggml_set_output(out.logits);
+    ggml_build_forward_expand(gf, out.logits);
+    return out;
+}
+
+}  // namespace mimo

@@ -1,0 +1,112 @@
+// The MiMo-V2 MoE text backbone (MiMo-V2-Flash, V2.5, V2.5-Pro; llama.cpp
+// arch `mimo2`, spec moe.md): hyper-parameters from the mimo2 keys, tensors
+// by llama.cpp's names (fused or separate QKV per layer, optional sinks,
+// dense or MoE MLP per layer), and the forward graph over a KV cache whose
+// full-attention layers and sliding-window layers are addressed separately
+// (a SWA layer's cache is a ring; the session owns the slot bookkeeping).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/gguf_file.h"
+#include "core/kv_cache.h"
+#include "core/weights.h"
+#include "ggml.h"
+
+namespace mimo {
+
+struct Mimo2HParams {
+    int64_t n_layer = 0;        // decoder blocks run (MTP blocks excluded)
+    int64_t n_embd = 0;
+    int64_t n_vocab = 0;
+    int64_t n_ff = 0;           // dense MLP width
+    int64_t n_ff_exp = 0;       // per-expert width
+    int64_t n_expert = 0;
+    int64_t n_expert_used = 0;
+    int64_t n_ctx_train = 0;
+    int64_t head_dim_k = 192;   // q/k head dim
+    int64_t head_dim_v = 128;
+    int64_t n_rot = 64;         // rotated dims of each q/k head (NeoX, partial)
+    std::vector<int64_t> n_head;     // per layer
+    std::vector<int64_t> n_head_kv;  // per layer
+    std::vector<uint8_t> swa;        // per layer: 1 = sliding-window attention
+    float rope_base = 0.0f;          // full layers
+    float rope_base_swa = 0.0f;      // SWA layers
+    float rms_eps = 1e-5f;
+    float value_scale = 1.0f;        // multiplies V (spec §3.1)
+    bool expert_weights_norm = true;
+    float expert_weights_scale = 1.0f;
+    int64_t sliding_window = 128;    // file key: previous tokens (informational)
+    int64_t window_keys = 129;       // keys a SWA query sees, itself included (spec §3.3)
+    int64_t leading_dense = -1;      // -1: not in the file (decided from the tensors)
+    int swa_sinks = -1;              // -1 absent, else 0/1: SWA layers must carry attn_sinks
+    int full_sinks = -1;
+    int64_t eos_token_id = -1;
+
+    static Mimo2HParams from_gguf(const GgufFile & file);
+    bool any_swa() const;
+    bool any_full() const;
+};
+
+struct Mimo2Layer {
+    ggml_tensor * attn_norm = nullptr;
+    ggml_tensor * wqkv = nullptr;  // fused (n_embd, q + k + v rows) or nullptr
+    ggml_tensor * wq = nullptr, * wk = nullptr, * wv = nullptr;
+    ggml_tensor * wo = nullptr;
+    ggml_tensor * sinks = nullptr;  // F32 (n_head) or nullptr
+    ggml_tensor * ffn_norm = nullptr;
+    // dense MLP
+    ggml_tensor * gate = nullptr, * up = nullptr, * down = nullptr;
+    // MoE
+    ggml_tensor * router = nullptr;       // F32 (n_embd, n_expert)
+    ggml_tensor * router_bias = nullptr;  // F32 (n_expert), selection only
+    ggml_tensor * gate_exps = nullptr, * up_exps = nullptr, * down_exps = nullptr;
+    bool moe() const { return router != nullptr; }
+};
+
+// Inputs of one forward graph (created by the session in the graph context).
+// Full-attention layers write slot positions `slots_full` and read the first
+// n_kv_full rows under `mask_full`; SWA layers do the same with the *_swa
+// inputs over their ring. Inputs of a layer kind the model lacks are null.
+struct Mimo2GraphInputs {
+    ggml_tensor * tokens = nullptr;     // I32 (T)
+    ggml_tensor * positions = nullptr;  // I32 (T), absolute
+    ggml_tensor * slots_full = nullptr, * slots_swa = nullptr;  // I64 (T)
+    ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)
+    int64_t n_kv_full = 0, n_kv_swa = 0;
+    int64_t n_out = 1;  // the last n_out positions get logits
+};
+
+struct Mimo2GraphOutputs {
+    ggml_tensor * logits = nullptr;  // (n_vocab, n_out)
+};
+
+class Mimo2Model {
+public:
+    // Declares every tensor with the store (loading happens in store.load()).
+    Mimo2Model(const GgufFile & file, WeightStore & store);
+
+    const Mimo2HParams & hparams() const { return hp_; }
+    const Mimo2Layer & layer(int il) const { return layers_[size_t(il)]; }
+    // KV layout: full layers hold n_ctx positions, SWA layers a ring of swa_slots.
+    std::vector<KvLayerShape> kv_shapes(int64_t n_ctx, int64_t swa_slots) const;
+    size_t max_graph_nodes() const { return size_t(160 * hp_.n_layer + 512); }
+
+    Mimo2GraphOutputs build(ggml_context * ctx, ggml_cgraph * gf, const Mimo2GraphInputs & in,
+                            const KvCache & kv) const;
+
+private:
+    ggml_tensor * attention_block(ggml_context * ctx, ggml_cgraph * gf, ggml_tensor * h, int il,
+                                  const Mimo2GraphInputs & in, const KvCache & kv) const;
+    ggml_tensor * moe_block(ggml_context * ctx, ggml_tensor * h, const Mimo2Layer & L) const;
+
+    Mimo2HParams hp_;
+    ggml_tensor * tok_embd_ = nullptr;
+    ggml_tensor * output_norm_ = nullptr;
+    ggml_tensor * output_ = nullptr;
+    std::vector<Mimo2Layer> layers_;
+};
+
+}  // namespace mimo

@@ -1,0 +1,456 @@
+"""Text generation with the MiMo-V2 / V2.5 / V2.5-Pro MoE models: :class:`TextSession`.
+
+One TextSession loads a ``mimo2`` GGUF (written by ``mimo-ggml convert mimo2``
+or llama.cpp's converter) and keeps one context (KV cache) for generation::
+
+    with TextSession("mimo-v2.5-mxfp4.gguf", n_threads=8) as s:
+        r = s.generate("The capital of France is", max_tokens=32)
+        print(r.text, r.finish_reason, r.timings["tokens_per_s"])
+        for piece in s.chat([{"role": "user", "content": "Hi!"}], stream=True):
+            print(piece, end="", flush=True)
+
+Prompts are strings (tokenized with the byte-level BPE the GGUF carries) or
+sequences of token ids (which work without tokenizer fields).  Sampling is
+greedy by default (temperature 0, deterministic); with temperature > 0 it is
+seeded.  Generation stops at the model's end tokens (the file's EOS,
+``<|im_end|>``, ``<|endoftext|>``), at any ``stop`` string or id, after
+``max_tokens`` new tokens, or when the context is full.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _core
+from .chat import format_chat
+from .errors import InvalidArgumentError, ModelLoadError
+from .text_tokenizer import TextTokenizer
+
+__all__ = ["TextSession", "GenerationResult", "TextStream"]
+
+END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+Prompt = Union[str, Sequence[int], np.ndarray]
+
+
+@dataclass
+class GenerationResult:
+    """One generation.
+
+    ``tokens`` are the generated ids (a stop id that ended the generation is
+    not included; tokens that spelled a stop string are).  ``finish_reason``
+    is ``"stop"`` (an end token or stop string) or ``"length"``
+    (``max_tokens`` reached or the context full).  ``timings`` holds
+    ``prompt_s`` / ``generate_s`` (seconds), ``prompt_tokens_per_s``,
+    ``tokens_per_s`` (decode steps per second), ``prompt_eval_tokens``
+    (prompt positions evaluated; fewer than ``prompt_tokens`` when a cached
+    prefix was reused) and ``cached_tokens``.
+    """
+
+    text: str
+    tokens: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "tokens": [int(t) for t in self.tokens],
+            "prompt_tokens": int(self.prompt_tokens),
+            "completion_tokens": int(self.completion_tokens),
+            "finish_reason": self.finish_reason,
+            "timings": dict(self.timings),
+        }
+
+
+class TextStream:
+    """Iterator of text pieces from ``generate(..., stream=True)``; after it
+    is exhausted, ``result`` holds the :class:`GenerationResult`."""
+
+    def __init__(self, gen: Iterator[str]):
+        self._gen = gen
+        self.result: Optional[GenerationResult] = None
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._gen)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise
+
+    def close(self) -> None:
+        self._gen.close()
+
+
+def _positive_or_none(name: str, value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class TextSession:
+    """A loaded MiMo-V2 MoE text model with one generation context.
+
+    model: a ``mimo2`` GGUF file.  device: ``"auto"`` (first GPU, else CPU),
+    ``"cpu"``, ``"cuda:0"``, ``"metal"``…  n_threads: CPU threads (None: all
+    cores).  kv_type: ``"f16"`` (default), ``"q8_0"`` or ``"f32"``.  n_ctx:
+    positions the context holds.  swa_window_keys: keys a sliding-window
+    query sees, itself included (None: the file's
+    ``mimo2.attention.sliding_window_keys``, default 129 as SGLang and
+    transformers; llama.cpp and vLLM use 128).  n_batch: positions per
+    prompt graph; it also sizes the sliding-window KV rings
+    (``swa_window_keys - 1 + n_batch`` slots each).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        device: str = "auto",
+        n_threads: Optional[int] = None,
+        kv_type: str = "f16",
+        n_ctx: int = 4096,
+        swa_window_keys: Optional[int] = None,
+        *,
+        n_batch: int = 512,
+        repack_weights: bool = True,
+    ):
+        self.model_path = os.fspath(model)
+        threads = _positive_or_none("n_threads", n_threads)
+        window = _positive_or_none("swa_window_keys", swa_window_keys)
+        ctx = _positive_or_none("n_ctx", n_ctx)
+        if ctx == 0:
+            raise InvalidArgumentError("n_ctx must be a positive integer")
+        batch = _positive_or_none("n_batch", n_batch)
+        if batch == 0:
+            raise InvalidArgumentError("n_batch must be a positive integer")
+        if not isinstance(kv_type, str):
+            raise InvalidArgumentError(f"kv_type must be 'f16', 'q8_0' or 'f32', got {kv_type!r}")
+        self._native = _core.TextModel(
+            self.model_path, device=device, n_threads=threads, n_ctx=ctx, kv_type=kv_type,
+            swa_window_keys=window, n_batch=batch, repack_weights=repack_weights,
+        )
+        self._tokenizer: Optional[TextTokenizer] = None
+        self._tokenizer_error: Optional[str] = None
+        self._tokenizer_loaded = False
+        self._banned: list[int] = []
+        self._context: list[int] = []  # the ids whose K/V the cache holds, in order
+
+    # -- tokenizer ------------------------------------------------------------
+    def _load_tokenizer(self) -> None:
+        if self._tokenizer_loaded:
+            return
+        self._tokenizer_loaded = True
+        keys = ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]
+        fields = _core.gguf_strings(self.model_path, keys)
+        if not all(k in fields for k in keys):
+            self._tokenizer_error = (
+                f"{self.model_path} carries no tokenizer (tokenizer.ggml.tokens / tokenizer.ggml.merges), so text "
+                "prompts cannot be encoded; pass token ids instead, or convert the checkpoint folder with its "
+                "tokenizer.json (`mimo-ggml convert mimo2`)"
+            )
+            return
+        tokens = fields["tokenizer.ggml.tokens"]
+        self._tokenizer = TextTokenizer.from_gguf_fields(tokens, fields["tokenizer.ggml.merges"])
+        # vocabulary padding rows ("[PAD151673]") are never real output
+        self._banned = [i for i, t in enumerate(tokens) if t.startswith("[PAD") and t.endswith("]")]
+
+    @property
+    def has_tokenizer(self) -> bool:
+        self._load_tokenizer()
+        return self._tokenizer is not None
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The GGUF's text tokenizer (ModelLoadError if the file has none)."""
+        self._load_tokenizer()
+        if self._tokenizer is None:
+            raise ModelLoadError(self._tokenizer_error or "no tokenizer")
+        return self._tokenizer
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def stop_ids(self) -> list[int]:
+        """The ids that end a generation by default."""
+        self._load_tokenizer()
+        ids = []
+        if self._native.eos_token_id >= 0:
+            ids.append(int(self._native.eos_token_id))
+        if self._tokenizer is not None:
+            for t in END_TOKENS:
+                i = self._tokenizer.token_to_id(t)
+                if i is not None and i not in ids:
+                    ids.append(i)
+        return ids
+
+    # -- low level ------------------------------------------------------------
+    def eval(self, tokens: Sequence[int] | np.ndarray, *, n_out: int = 1, all_logits: bool = False) -> np.ndarray:
+        """Append ``tokens`` to the context; return float32 logits (n_out, n_vocab)
+        of the last ``n_out`` positions (every position with ``all_logits``)."""
+        ids = self._ids(tokens)
+        if not all_logits and (isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer))
+                               or not 0 <= n_out <= len(ids)):
+            raise InvalidArgumentError(f"n_out must be between 0 and {len(ids)}, got {n_out!r}")
+        out = self._native.eval(np.asarray(ids, dtype=np.int64), -1 if all_logits else int(n_out))
+        self._context.extend(ids)
+        return out
+
+    def reset(self) -> None:
+        """Forget the context (the KV cache memory is kept)."""
+        self._native.reset()
+        self._context = []
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` positions. Sliding-window layers keep only a
+        ring of recent positions, so going far back raises InvalidArgumentError
+        (then ``reset()`` and evaluate again)."""
+        self._native.truncate(int(n))
+        del self._context[int(n):]
+
+    def can_truncate(self, n: int) -> bool:
+        return bool(self._native.can_truncate(int(n)))
+
+    def _ids(self, tokens) -> list[int]:
+        if isinstance(tokens, (str, bytes)):
+            raise InvalidArgumentError("token ids must be a sequence of integers, not a string")
+        try:
+            arr = np.asarray(tokens)
+        except Exception:  # noqa: BLE001 - ragged input etc.
+            raise InvalidArgumentError("token ids must be a 1-D sequence of integers") from None
+        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+            raise InvalidArgumentError("token ids must be a non-empty 1-D sequence of integers")
+        ids = [int(i) for i in arr]
+        n_vocab = self._native.n_vocab
+        bad = next((i for i in ids if not 0 <= i < n_vocab), None)
+        if bad is not None:
+            raise InvalidArgumentError(f"token id {bad} is outside the vocabulary [0, {n_vocab})")
+        return ids
+
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise InvalidArgumentError("the prompt is empty")
+            ids = self.tokenizer.encode(prompt)
+            if not ids:
+                raise InvalidArgumentError("the prompt encodes to no tokens")
+            return ids
+        return self._ids(prompt)
+
+    def _stops(self, stop) -> tuple[set[int], list[str]]:
+        ids = set(self.stop_ids())
+        strings: list[str] = []
+        if stop is None:
+            return ids, strings
+        items = [stop] if isinstance(stop, (str, int, np.integer)) else stop
+        if not isinstance(items, Iterable):
+            raise InvalidArgumentError("stop must be a string, a token id, or a list of them")
+        for s in items:
+            if isinstance(s, str):
+                if not s:
+                    raise InvalidArgumentError("stop strings must not be empty")
+                strings.append(s)
+            elif isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+                if not 0 <= int(s) < self._native.n_vocab:
+                    raise InvalidArgumentError(f"stop id {s} is outside the vocabulary")
+                ids.add(int(s))
+            else:
+                raise InvalidArgumentError(f"stop entries must be strings or token ids, got {s!r}")
+        if strings:
+            self.tokenizer  # noqa: B018 - stop strings need text: raise early without a tokenizer
+        return ids, strings
+
+    # -- generation -----------------------------------------------------------
+    def generate(
+        self,
+        prompt: Prompt,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int = 0,
+        stop: Union[str, int, Sequence[Union[str, int]], None] = None,
+        stream: bool = False,
+        *,
+        cache_prompt: bool = False,
+    ) -> Union[GenerationResult, TextStream]:
+        """Continue ``prompt`` (a string or token ids) by up to ``max_tokens``
+        tokens. Returns a :class:`GenerationResult`, or with ``stream=True`` a
+        :class:`TextStream` of text pieces (its ``result`` is set at the end).
+
+        The context starts fresh each call, so the same call gives the same
+        output; ``cache_prompt=True`` keeps the longest common prefix with the
+        previous context instead (faster multi-turn chat; rounding may differ
+        from a fresh evaluation in the last bits).
+        """
+        ids = self._prompt_ids(prompt)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0:
+            raise InvalidArgumentError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        if len(ids) >= self._native.n_ctx:
+            raise InvalidArgumentError(
+                f"the prompt has {len(ids)} tokens; the context holds {self._native.n_ctx} (raise n_ctx)"
+            )
+        params = _core.SamplerParams(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                                     seed=int(seed))
+        stop_ids, stop_strings = self._stops(stop)
+        if stream and not self.has_tokenizer:
+            raise ModelLoadError(self._tokenizer_error or "no tokenizer")
+        gen = self._run(ids, int(max_tokens), params, stop_ids, stop_strings, cache_prompt)
+        if stream:
+            return TextStream(gen)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                return done.value
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **kwargs) -> Union[GenerationResult, TextStream]:
+        """``generate`` on ``messages`` rendered as ChatML (see :mod:`mimo_ggml.chat`)."""
+        return self.generate(format_chat(messages), **kwargs)
+
+    def _run(self, ids: list[int], max_tokens: int, params, stop_ids: set[int], stop_strings: list[str],
+             cache_prompt: bool) -> Iterator[str]:
+        native = self._native
+        tok_ = self._tokenizer
+        detok = tok_.detokenizer() if tok_ is not None else None
+        reuse = 0
+        if cache_prompt:
+            reuse = min(_common_prefix(self._context, ids), len(ids) - 1)
+            if reuse > 0 and native.can_truncate(reuse):
+                native.truncate(reuse)
+                del self._context[reuse:]
+            else:
+                reuse = 0
+        if reuse == 0:
+            self.reset()
+        sampler = _core.Sampler(params)
+        t0 = time.perf_counter()
+        out: list[int] = []
+        text, sent = "", 0
+        finish = "length"
+        cut = False  # a stop string ended the text
+        longest = max((len(s) for s in stop_strings), default=0)
+        decode_steps = 0
+        t1 = t0
+        if max_tokens > 0:
+            tok = native.eval_sample(np.asarray(ids[reuse:], dtype=np.int64), sampler, self._banned)
+            self._context.extend(ids[reuse:])
+            t1 = time.perf_counter()
+            while True:
+                if tok in stop_ids:
+                    finish = "stop"
+                    break
+                out.append(tok)
+                if detok is not None:
+                    before = len(text)
+                    text += detok.feed(tok)
+                    if stop_strings:
+                        hit = self._find_stop(text, stop_strings, max(0, before - longest + 1))
+                        if hit is not None:
+                            text = text[:hit]
+                            finish, cut = "stop", True
+                            break
+                        safe = len(text) - self._held_back(text, stop_strings)
+                    else:
+                        safe = len(text)
+                    if safe > sent:
+                        yield text[sent:safe]
+                        sent = safe
+                if len(out) >= max_tokens or native.n_past >= native.n_ctx:
+                    break
+                tok = native.eval_sample(np.asarray([tok], dtype=np.int64), sampler, self._banned)
+                self._context.append(out[-1])
+                decode_steps += 1
+        if detok is not None:
+            if not cut:
+                text += detok.finish()  # a dangling partial character becomes U+FFFD
+            if sent < len(text):
+                yield text[sent:]
+        t2 = time.perf_counter()
+        prompt_s, gen_s = t1 - t0, t2 - t1
+        evaluated = len(ids) - reuse if max_tokens > 0 else 0
+        return GenerationResult(
+            text=text,
+            tokens=out,
+            prompt_tokens=len(ids),
+            completion_tokens=len(out),
+            finish_reason=finish,
+            timings={
+                "prompt_s": prompt_s,
+                "generate_s": gen_s,
+                "prompt_eval_tokens": float(evaluated),
+                "cached_tokens": float(reuse),
+                "prompt_tokens_per_s": evaluated / prompt_s if prompt_s > 0 else 0.0,
+                "tokens_per_s": decode_steps / gen_s if gen_s > 0 and decode_steps else 0.0,
+            },
+        )
+
+    @staticmethod
+    def _find_stop(text: str, stops: list[str], start: int) -> Optional[int]:
+        hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+        return min(hits) if hits else None
+
+    @staticmethod
+    def _held_back(text: str, stops: list[str]) -> int:
+        """Length of the longest suffix of ``text`` that begins some stop string."""
+        best = 0
+        for s in stops:
+            for k in range(min(len(s) - 1, len(text)), best, -1):
+                if text.endswith(s[:k]):
+                    best = k
+                    break
+        return best
+
+    # -- properties -------------------------------------------------------------
+    n_vocab = property(lambda self: self._native.n_vocab)
+    n_embd = property(lambda self: self._native.n_embd)
+    n_layer = property(lambda self: self._native.n_layer)
+    n_ctx = property(lambda self: self._native.n_ctx)
+    n_past = property(lambda self: self._native.n_past)
+    n_batch = property(lambda self: self._native.n_batch)
+    n_expert = property(lambda self: self._native.n_expert)
+    n_expert_used = property(lambda self: self._native.n_expert_used)
+    kv_type = property(lambda self: self._native.kv_type)
+    device = property(lambda self: self._native.device)
+    n_threads = property(lambda self: self._native.n_threads)
+    swa_window_keys = property(lambda self: self._native.swa_window_keys)
+    swa_layers = property(lambda self: list(self._native.swa_layers))
+    moe_layers = property(lambda self: list(self._native.moe_layers))
+    fused_qkv = property(lambda self: list(self._native.fused_qkv))
+    weights_bytes = property(lambda self: self._native.weights_bytes)
+    kv_bytes = property(lambda self: self._native.kv_bytes)
+    kv_bytes_per_token = property(lambda self: self._native.kv_bytes_per_token)
+    kv_bytes_swa = property(lambda self: self._native.kv_bytes_swa)
+
+    # -- lifetime -----------------------------------------------------------------
+    def close(self) -> None:
+        """Free the weights and the KV cache now (also done by ``with``)."""
+        self._native.close()
+
+    def __enter__(self) -> "TextSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
