@@ -284,9 +284,12 @@ AudioEncoderGraph AudioTokenizerModel::build_encoder(ggml_context * ctx, ggml_cg
                           0.0f, 1.0f, 0.0f, 0.0f);
         k = ggml_rope_ext(ctx, k, g.positions, rope_factors_, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
                           0.0f, 1.0f, 0.0f, 0.0f);
-        // full bidirectional attention within the chunk: no mask
-        ggml_tensor * attn = attention(ctx, q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3),
-                                       nullptr, scale);
+        // full bidirectional attention within the chunk: no mask. K and V are copied head-major first
+        // (an exact copy): ggml's tiled CPU flash attention is several times faster on contiguous heads
+        // than on strided views, which makes the whole encoder ~20% faster on 30 s chunks
+        ggml_tensor * kh = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));  // (hd, T, nh)
+        ggml_tensor * vh = ggml_cont(ctx, ggml_permute(ctx, v, 0, 2, 1, 3));
+        ggml_tensor * attn = attention(ctx, q, kh, vh, nullptr, scale);
         x = ggml_add(ctx, x, linear(ctx, attn, L.wo, L.bo));
         h = layer_norm(ctx, x, L.ffn_norm_w, L.ffn_norm_b, hp_.ln_eps);
         h = ggml_gelu_erf(ctx, linear(ctx, h, L.fc1_w, L.fc1_b));
