@@ -848,3 +848,20 @@ def test_nested_text_config_and_tied_embeddings(small_ckpt, root):
     g = G(convert_mimo2(small_ckpt, root / "tied.gguf").out_path)
     assert "output.weight" not in g.t and "token_embd.weight" in g.t  # llama.cpp falls back to token_embd
     assert g.kv["mimo2.attention.head_count_kv"] == [2] * 6
+
+
+def test_cli_convert_mimo2_options(small_ckpt, root, capsys):
+    from mimo_ggml.cli import main
+
+    out = root / "cli-f32-fused.gguf"
+    assert main(["convert", "mimo2", str(small_ckpt), str(out), "--dtype", "f32", "--fuse-qkv",
+                 "--swa-window-keys", "128"]) == 0
+    r = gguf.GGUFReader(out)
+    types = {t.name: t.tensor_type.name for t in r.tensors}
+    assert types["blk.1.attn_qkv.weight"] == "F32" and "blk.1.attn_q.weight" not in types
+    assert int(r.fields["mimo2.attention.sliding_window_keys"].contents()) == 128
+    default = root / "cli-default.gguf"
+    assert main(["convert", "mimo2", str(small_ckpt), str(default)]) == 0  # keeps the checkpoint's BF16
+    assert {t.tensor_type.name for t in gguf.GGUFReader(default).tensors if t.name.endswith("attn_q.weight")} == {"BF16"}
+    assert main(["convert", "mimo2", str(small_ckpt), str(root / "bad.gguf"), "--expert-type", "q4_0"]) == 2
+    assert "error" in capsys.readouterr().err

@@ -82,15 +82,17 @@ def _cmd_convert(args) -> int:
     if args.kind == "asr":
         from .convert.asr import convert_asr
 
-        convert_asr(args.source, out, dtype=args.dtype, fuse_qkv=not args.no_fuse_qkv, include_tts=not args.no_tts)
+        convert_asr(args.source, out, dtype=args.dtype or "f16", fuse_qkv=not args.no_fuse_qkv,
+                    include_tts=not args.no_tts)
     elif args.kind == "audio-tokenizer":
         from .convert.audio_tokenizer import convert_audio_tokenizer
 
-        convert_audio_tokenizer(args.source, out, dtype=args.dtype)
+        convert_audio_tokenizer(args.source, out, dtype=args.dtype or "f16")
     else:
         from .convert.mimo2 import convert_mimo2
 
-        convert_mimo2(args.source, out)
+        convert_mimo2(args.source, out, dtype=args.dtype, expert_type=args.expert_type,
+                      swa_window_keys=args.swa_window_keys, fuse_qkv=args.fuse_qkv)
     print(out)
     return 0
 
@@ -192,9 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("kind", choices=CONVERTERS, help="which model the folder holds")
     conv.add_argument("source", help="checkpoint folder (config.json + *.safetensors)")
     conv.add_argument("output", help="GGUF file to write")
-    conv.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="type of matrices (default f16)")
+    conv.add_argument("--dtype", choices=("f16", "f32", "bf16"),
+                      help="type of the float matrices (default: f16 for asr / audio-tokenizer; mimo2 keeps the "
+                           "checkpoint's precision, FP8 becoming bf16); bf16 is for mimo2 only")
     conv.add_argument("--no-fuse-qkv", action="store_true", help="asr: write separate q/k/v instead of attn.qkv")
     conv.add_argument("--no-tts", action="store_true", help="asr: leave out the TTS-only modules")
+    conv.add_argument("--expert-type", help="mimo2: expert type (default lossless: MXFP4 -> mxfp4, AWQ -> q4_0 / "
+                                            "q5_0; or bf16, f16, f32, q8_0, q4_1)")
+    conv.add_argument("--swa-window-keys", type=int, default=129,
+                      help="mimo2: keys a sliding-window query sees, stored in the file (129: SGLang / "
+                           "transformers, 128: vLLM / llama.cpp)")
+    conv.add_argument("--fuse-qkv", action="store_true", help="mimo2: write a fused attn_qkv")
     conv.set_defaults(func=_cmd_convert)
 
     q = sub.add_parser("quantize", help="quantize a GGUF's matrices with ggml (norms, biases, codebooks kept)")
