@@ -4,12 +4,14 @@ deterministic cleanup of native objects."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
 import time
 
 import numpy as np
+import pytest
 
 import mimo_ggml
 from mimo_ggml import LanguageModel
@@ -89,3 +91,30 @@ def test_unused_cpu_features_names_what_ggml_was_not_built_for():
     info = mimo_ggml.system_info()
     assert isinstance(info["cpu_features_unused"], list)
     assert ("advice" in info) == bool(info["cpu_features_unused"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_model_computes_in_a_forked_child(tiny_lm):
+    # a worker pool kept between graphs would not exist in the child and hang it
+    _, files = tiny_lm
+    with LanguageModel(files["f32_fused"], device="cpu", n_threads=2) as lm:
+        lm.eval([1, 2, 3])
+        pid = os.fork()
+        if pid == 0:  # child: compute, report through the exit status, never return into pytest
+            try:
+                lm.reset()
+                os._exit(0 if np.isfinite(lm.eval([4, 5, 6])).all() else 3)
+            except BaseException:
+                os._exit(4)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung computing a graph")
+        assert np.isfinite(lm.eval([7])).all()  # the parent still computes too

@@ -122,11 +122,8 @@ Backend::Backend(const std::string & device, int n_threads, bool repack_weights)
     cpu_ = ggml_backend_dev_init(cpu_dev, nullptr);
     if (!cpu_) fail(ErrorKind::Backend, "could not initialise the ggml CPU backend");
     ggml_backend_cpu_set_n_threads(cpu_, n_threads_);
-    // One persistent pool instead of threads started and joined for every graph: decode runs
-    // one graph per token, and the pool's workers poll briefly before sleeping between them.
-    ggml_threadpool_params pool = ggml_threadpool_params_default(n_threads_);
-    threadpool_ = ggml_threadpool_new(&pool);
-    if (threadpool_) ggml_backend_cpu_set_threadpool(cpu_, threadpool_);
+    // No persistent ggml thread pool: its workers would not exist in a fork()ed child, where the
+    // next graph would wait for them forever; ggml's per-graph threads measured within noise of it.
     if (dev_ == cpu_dev) {
         main_ = cpu_;
     } else {
@@ -151,7 +148,6 @@ Backend::Backend(const std::string & device, int n_threads, bool repack_weights)
 Backend::~Backend() {
     if (main_ && main_ != cpu_) ggml_backend_free(main_);
     if (cpu_) ggml_backend_free(cpu_);
-    if (threadpool_) ggml_threadpool_free(threadpool_);
 }
 
 ggml_backend_buffer_type_t Backend::weight_buffer_type() const { return ggml_backend_dev_buffer_type(dev_); }

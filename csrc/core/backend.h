@@ -52,7 +52,6 @@ public:
 private:
     ggml_backend_t main_ = nullptr;
     ggml_backend_t cpu_ = nullptr;
-    ggml_threadpool_t threadpool_ = nullptr;  // the CPU backend's workers, kept between graphs
     ggml_backend_dev_t dev_ = nullptr;
     std::string device_name_;
     int n_threads_ = 1;
