@@ -33,6 +33,23 @@ def measure_read_bandwidth(n_threads: int, nbytes: int = 1 << 30) -> float:
     return _core.measure_read_bandwidth(nbytes, n_threads, 3)
 
 
+def lm_decode_bytes(path: Path, mean_context: int) -> tuple[int, int]:
+    """(weight bytes, KV-cache bytes) one decoded token of a mimo_asr LM file
+    must read: every language-model matrix except the embedding table (one
+    row is gathered), and the F16 K and V rows of mean_context positions."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(path)
+
+    def u32(key: str) -> int:
+        return int(r.fields[f"mimo_asr.llm.{key}"].contents())
+
+    weights = sum(int(t.n_bytes) for t in r.tensors
+                  if t.name != "llm.embed.weight" and not t.name.startswith("audio."))
+    kv_width = u32("hidden_size") // u32("num_heads") * u32("num_kv_heads")
+    return weights, u32("num_layers") * 2 * kv_width * 2 * mean_context
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

@@ -198,8 +198,7 @@ def write_qwen2_copy(src: Path, dst: Path) -> Path:
         data = np.asarray(t.data)
         if rows is not None:
             data = data[rows[0]:rows[1]]
-        return PlannedTensor(name, data.shape, t.tensor_type.name.lower() if t.tensor_type.name not in
-                             ("F32", "F16") else t.tensor_type.name.lower(), lambda d=data: d)
+        return PlannedTensor(name, data.shape, t.tensor_type.name.lower(), lambda d=data: d)
 
     tensors = []
     for t in r.tensors:
@@ -272,18 +271,11 @@ def best_of(runs: list[dict]) -> dict:
 
 
 def compare_lm(lm: Path, cache: Path) -> None:
-    import gguf
-
     sys.path.insert(0, str(HERE.parent))
-    from common import measure_read_bandwidth
+    from common import lm_decode_bytes, measure_read_bandwidth
 
     llama_file = write_qwen2_copy(lm, cache / "asr-lm-q4_K-qwen2-llama.gguf")
-    reader = gguf.GGUFReader(lm)
-    n_layer = int(reader.fields["mimo_asr.llm.num_layers"].contents())
-    weight_bytes = sum(int(t.n_bytes) for t in reader.tensors
-                       if t.name.startswith("model.layers.") or t.name in ("llm.lm_head.weight",
-                                                                           "llm.final_norm.weight"))
-    kv_bytes = n_layer * 2 * 8 * 128 * 2 * (PROMPT_LEN + ARGS.decode // 2)
+    weight_bytes, kv_bytes = lm_decode_bytes(lm, PROMPT_LEN + ARGS.decode // 2)
     engines = [("mimo-ggml", "mimo-lm", lm, sys.executable)]
     if has_module(ARGS.llama_python, "llama_cpp"):
         engines.append(("llama.cpp", "llama-lm", llama_file, ARGS.llama_python))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measure_read_bandwidth, peak_rss_mib, random_asr_lm  # noqa: E402
+from common import lm_decode_bytes, measure_read_bandwidth, peak_rss_mib, random_asr_lm  # noqa: E402
 
 from mimo_ggml import LanguageModel  # noqa: E402
 
@@ -60,12 +60,7 @@ def main() -> int:
     args = ap.parse_args()
 
     path = random_asr_lm(Path(args.cache), qtype=args.qtype, n_layer=args.layers)
-    from gguf import GGUFReader
-
-    # bytes a decode step must read: every weight except the embedding table
-    # (one row is gathered) plus the KV cache rows attended
-    weight_bytes = sum(int(t.n_bytes) for t in GGUFReader(path).tensors if t.name != "llm.embed.weight")
-    kv_bytes = args.layers * 2 * 8 * 128 * 2 * (64 + args.decode // 2)
+    weight_bytes, kv_bytes = lm_decode_bytes(path, 64 + args.decode // 2)
     bandwidth = measure_read_bandwidth(args.threads)
     roofline_s = (weight_bytes + kv_bytes) / bandwidth
     print(f"model: {path.name} ({weight_bytes / 2**30:.2f} GiB read per token), {args.threads} threads")

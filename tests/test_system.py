@@ -88,6 +88,11 @@ def test_unused_cpu_features_names_what_ggml_was_not_built_for():
     native = {"AVX2": "1", "AVX512": "1", "AVX512_VNNI": "1", "AVX512_BF16": "1"}
     assert unused_cpu_features(native, cpuinfo) == []
     assert unused_cpu_features(avx2_build, "no flags line here") == []
+    from importlib.metadata import version
+
+    from mimo_ggml.system import native_build_command
+
+    assert native_build_command().endswith(f"libggml-python=={version('libggml-python')}")
     info = mimo_ggml.system_info()
     assert isinstance(info["cpu_features_unused"], list)
     assert ("advice" in info) == bool(info["cpu_features_unused"])

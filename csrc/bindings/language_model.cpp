@@ -39,10 +39,8 @@ public:
         std::vector<float> emb;
         int64_t n = 0;
         if (!tokens.is_none()) {
-            auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
-            if (!a || a.ndim() != 1) fail(ErrorKind::InvalidArgument, "tokens must be a 1-D sequence of token ids");
-            n = a.shape(0);
-            ids.assign(a.data(), a.data() + n);
+            ids = token_ids(tokens);
+            n = int64_t(ids.size());
         } else {
             auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(embeddings);
             if (!a || a.ndim() != 2 || a.shape(1) != n_embd) {
@@ -68,10 +66,9 @@ public:
         return py::make_tuple(logits, hidden);
     }
 
-    py::array_t<float> embed(py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens) {
-        if (tokens.ndim() != 1) fail(ErrorKind::InvalidArgument, "tokens must be a 1-D sequence of token ids");
-        const int64_t n = tokens.shape(0), n_embd = hp().n_embd;
-        std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+    py::array_t<float> embed(py::handle tokens) {
+        const std::vector<int32_t> ids = token_ids(tokens);
+        const int64_t n = int64_t(ids.size()), n_embd = hp().n_embd;
         std::vector<float> rows;
         {
             py::gil_scoped_release nogil;

@@ -12,21 +12,6 @@
 namespace mimo::bindings {
 namespace {
 
-std::vector<int32_t> token_vector(py::handle tokens) {
-    auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
-    if (!a || a.ndim() != 1) fail(ErrorKind::InvalidArgument, "tokens must be a 1-D sequence of token ids");
-    std::vector<int32_t> ids(size_t(a.shape(0)));
-    for (py::ssize_t i = 0; i < a.shape(0); ++i) {
-        const int64_t v = a.data()[i];
-        if (v < INT32_MIN || v > INT32_MAX) {
-            fail(ErrorKind::InvalidArgument, strfmt("token id %lld at index %lld is out of range", (long long) v,
-                                                    (long long) i));
-        }
-        ids[size_t(i)] = int32_t(v);
-    }
-    return ids;
-}
-
 class PyTextModel {
 public:
     PyTextModel(const std::string & path, const std::string & device, int n_threads, int64_t n_ctx,
@@ -51,7 +36,7 @@ public:
     const Mimo2HParams & hp() { return session().weights().model().hparams(); }
 
     py::array_t<float> eval(py::handle tokens, int64_t n_out) {
-        std::vector<int32_t> ids = token_vector(tokens);
+        std::vector<int32_t> ids = token_ids(tokens);
         const int64_t n = int64_t(ids.size()), n_vocab = hp().n_vocab;
         if (n_out < 0) n_out = n;  // -1: every position
         std::vector<float> logits;
@@ -68,7 +53,7 @@ public:
     // Evaluates tokens and samples the next id from the last position's
     // logits in C++ (no logits copy to Python): the decode-loop step.
     int32_t eval_sample(py::handle tokens, Sampler & sampler, const std::vector<int32_t> & banned) {
-        std::vector<int32_t> ids = token_vector(tokens);
+        std::vector<int32_t> ids = token_ids(tokens);
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(mutex_);
         TextSession & s = session();

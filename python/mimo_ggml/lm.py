@@ -83,7 +83,7 @@ class LanguageModel:
 
     def embed(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
         """Rows of the token-embedding table, (n, n_embd) float32."""
-        return self._native.embed(np.asarray(tokens, dtype=np.int32))
+        return self._native.embed(np.asarray(tokens))
 
     def generate(
         self,

@@ -16,10 +16,18 @@ _X86_FEATURES = {
     "amx_int8": "AMX_INT8",
 }
 
-NATIVE_BUILD_HINT = (
-    "pip install --force-reinstall --no-deps --no-binary libggml-python "
-    "-C cmake.define.GGML_NATIVE=ON libggml-python==0.20.2.post1"
-)
+
+
+def native_build_command() -> str:
+    """The pip command that rebuilds the installed libggml-python for this CPU."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pin = "==" + version("libggml-python")
+    except PackageNotFoundError:  # a ggml of one's own (MIMO_GGML_PREFIX): name the package unpinned
+        pin = ""
+    return ("pip install --force-reinstall --no-deps --no-binary libggml-python "
+            f"-C cmake.define.GGML_NATIVE=ON libggml-python{pin}")
 
 
 def _cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
@@ -57,6 +65,6 @@ def system_info() -> dict:
     if unused:
         info["advice"] = (
             f"this CPU has {', '.join(unused)}, which the installed ggml (libggml-python) was not built for; "
-            f"a ggml compiled for this CPU is faster: {NATIVE_BUILD_HINT}"
+            f"a ggml compiled for this CPU is faster: {native_build_command()}"
         )
     return info
