@@ -17,7 +17,7 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 
 class PyAudioTokenizer {
 public:
-    PyAudioTokenizer(const std::string & path, const std::string & device, int n_threads, bool bf16_rope,
+    PyAudioTokenizer(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, bool bf16_rope,
                      int64_t n_codebooks) {
         AudioTokenizerOptions opt;
         opt.bf16_rope = bf16_rope;
@@ -96,8 +96,8 @@ private:
 
 void bind_audio_tokenizer(py::module_ & m) {
     py::class_<PyAudioTokenizer>(m, "AudioTokenizer")
-        .def(py::init<const std::string &, const std::string &, int, bool, int64_t>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("bf16_rope") = true,
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, int64_t>(), py::arg("path"),
+             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("bf16_rope") = true,
              py::arg("n_codebooks") = 8)
         .def("encode_mel", &PyAudioTokenizer::encode_mel, py::arg("mel"), py::arg("return_gaps") = false,
              "RVQ codes (T_code, n_codebooks) int32 of one chunk's log-mel (T_mel, n_mels); with return_gaps "

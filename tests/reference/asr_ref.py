@@ -279,7 +279,9 @@ def transcribe_reference(
       logits), ``stopped`` (ended on a stop id), ``text`` (raw decode of the
       ids before any stop id, special tokens kept).
     """
-    from mimo_ggml.prompt import AsrSpecialIds, build_asr_prompt, prompt_matrix
+    from mimo_ggml.prompt import AsrSpecialIds, build_asr_prompt
+
+    from reference.prompt_matrix import prompt_matrix
 
     from reference.audio_tokenizer_ref import encode_reference, pad_codes_ref
 
