@@ -20,17 +20,14 @@ public:
     PyAsrAdapter(const std::string & path, const std::string & device, std::optional<int64_t> n_threads) {
         py::gil_scoped_release nogil;
         auto backend = std::make_shared<Backend>(device, n_threads);
-        weights_ = std::make_shared<AsrLmWeights>(path, backend, true, false);
-        session_ = std::make_unique<AsrAdapterSession>(weights_);
+        h_.weights = std::make_shared<AsrLmWeights>(path, backend, true, false);
+        h_.runner = std::make_unique<AsrAdapterSession>(h_.weights);
     }
 
-    AsrAdapterSession & session() {
-        if (!session_) fail(ErrorKind::InvalidArgument, "this AsrAdapter is closed");
-        return *session_;
-    }
+    AsrAdapterSession & session() { return h_.get("AsrAdapter"); }
     const std::shared_ptr<AsrLmWeights> & weights() {
         session();
-        return weights_;
+        return h_.weights;
     }
     const AsrAdapterHParams & hp() { return session().model().hparams(); }
 
@@ -66,7 +63,7 @@ public:
             codes[size_t(i)] = int32_t(v);
         }
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<std::mutex> lock(h_.mutex);
         return session().run(codes.data(), n, keep_stages);
     }
 
@@ -85,16 +82,10 @@ public:
         return out;
     }
 
-    void close() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        session_.reset();
-        weights_.reset();
-    }
+    void close() { h_.close(); }
 
 private:
-    std::shared_ptr<AsrLmWeights> weights_;
-    std::unique_ptr<AsrAdapterSession> session_;
-    std::mutex mutex_;
+    RunnerHandle<AsrLmWeights, AsrAdapterSession> h_;
 };
 
 }  // namespace

@@ -71,9 +71,7 @@ public:
         }
         const int64_t C = get().model().adapter_hparams().n_channels;
         py::dict out;
-        py::array_t<int32_t> codes({res.n_frames, C});
-        if (!res.codes.empty()) std::memcpy(codes.mutable_data(), res.codes.data(), res.codes.size() * sizeof(int32_t));
-        out["codes"] = codes;
+        out["codes"] = int_array(res.codes, {res.n_frames, C});
         out["tokens"] = res.tokens;
         out["logprobs"] = res.logprobs;
         out["finish_reason"] = finish_reason_name(res.finish);
@@ -97,9 +95,7 @@ public:
         const AsrAdapterHParams & a = get().model().adapter_hparams();
         const int64_t n_embd = get().model().lm_hparams().n_embd, G = st.n_groups;
         py::dict out;
-        py::array_t<int32_t> codes({G * a.group_size, a.n_channels});
-        std::memcpy(codes.mutable_data(), st.codes.data(), st.codes.size() * sizeof(int32_t));
-        out["audio_codes"] = codes;
+        out["audio_codes"] = int_array(st.codes, {G * a.group_size, a.n_channels});
         out["ilt_input"] = float_array(st.adapter.ilt_input, {G, a.group_size, a.d});
         out["ilt_output"] = float_array(st.adapter.ilt_output, {G, a.group_size, a.d});
         out["audio_features"] = float_array(st.adapter.features, {G, n_embd});

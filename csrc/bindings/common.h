@@ -47,6 +47,31 @@ inline py::array_t<float> float_array(const std::vector<float> & v, std::vector<
     return a;
 }
 
+// An int32 array of the given shape holding a copy of v.
+inline py::array_t<int32_t> int_array(const std::vector<int32_t> & v, std::vector<py::ssize_t> shape) {
+    py::array_t<int32_t> a(shape);
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(int32_t));
+    return a;
+}
+
+// A low-level handle as Python holds it: loaded weights, one runner over
+// them, and the lock that keeps Python threads from running it at once.
+template <class Weights, class Runner>
+struct RunnerHandle {
+    std::shared_ptr<Weights> weights;
+    std::unique_ptr<Runner> runner;
+    std::mutex mutex;
+    Runner & get(const char * what) {
+        if (!runner) fail(ErrorKind::InvalidArgument, strfmt("this %s is closed", what));
+        return *runner;
+    }
+    void close() {
+        std::lock_guard<std::mutex> lock(mutex);
+        runner.reset();
+        weights.reset();
+    }
+};
+
 // A decode session as Python holds it: the native session, the lock that
 // keeps two Python threads from running it at once, and its KV type name.
 // Bound as _core.DecodeSession (bindings/decode_session.cpp).

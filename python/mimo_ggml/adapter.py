@@ -21,12 +21,13 @@ import os
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
 from .arguments import optional_integer
 
 __all__ = ["AsrAdapter"]
 
 
-class AsrAdapter:
+class AsrAdapter(Closeable):
     """The speech embeddings, input local transformer and group downcast of
     a ``mimo_asr`` GGUF.
 
@@ -75,9 +76,3 @@ class AsrAdapter:
     def close(self) -> None:
         """Free the weights and compute buffers now (also done by ``with``)."""
         self._native.close()
-
-    def __enter__(self) -> "AsrAdapter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

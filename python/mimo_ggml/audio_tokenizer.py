@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
 from .arguments import optional_integer
 from .audio import N_MELS, load_audio, log_mel, pad_chunk, tokenizer_chunks
 from .errors import InvalidArgumentError
@@ -36,7 +37,7 @@ def clip_mels(wave: np.ndarray) -> list[np.ndarray]:
     return [chunk_mel(wave, s, e) for s, e in tokenizer_chunks(len(wave))]
 
 
-class AudioTokenizer:
+class AudioTokenizer(Closeable):
     """A loaded ``mimo_tokenizer`` GGUF (the MiMo-Audio-Tokenizer encoder + RVQ).
 
     path: the tokenizer GGUF (CrispASR's layout, or ``mimo-ggml convert``'s).
@@ -135,9 +136,3 @@ class AudioTokenizer:
     def close(self) -> None:
         """Free the weights and compute buffers now (also done by ``with``)."""
         self._native.close()
-
-    def __enter__(self) -> "AudioTokenizer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

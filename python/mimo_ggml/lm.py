@@ -22,11 +22,12 @@ from typing import Sequence
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
 from .arguments import optional_integer, text
 from .concurrency import OperationLock
 
 
-class LanguageModel:
+class LanguageModel(Closeable):
     """A MiMo-ASR language model with its KV cache.
 
     path: a ``mimo_asr`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
@@ -106,9 +107,3 @@ class LanguageModel:
         """Free the weights and the KV cache now (also done by ``with``)."""
         self._native.close()
         self._model.close()
-
-    def __enter__(self) -> "LanguageModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
 from .arguments import integer, optional_integer, text
 from .audio import TARGET_SAMPLE_RATE, load_audio, split_on_pauses
 from .audio_tokenizer import clip_mels
@@ -43,7 +45,7 @@ from .prompt import AsrSpecialIds, asr_prompt_parts, normalize_language
 from .results import Segment, Transcription
 from .text_tokenizer import TextTokenizer
 
-__all__ = ["AsrModel", "Session", "default_token_budget"]
+__all__ = ["AsrModel", "Session", "TranscribeOptions", "default_token_budget"]
 
 # progress(done_seconds, total_seconds): called as decoding advances and as clips finish
 ProgressCallback = Callable[[float, float], None]
@@ -65,7 +67,7 @@ def _padding_rows(tokens: list[str]) -> list[int]:
     return [i for i, t in enumerate(tokens) if t.startswith("[PAD") and t.endswith("]")]
 
 
-class AsrModel:
+class AsrModel(Closeable):
     """A loaded MiMo-V2.5-ASR model, shared by its sessions.
 
     model: a ``mimo_asr`` GGUF file, a folder holding one, or a Hugging Face
@@ -134,14 +136,49 @@ class AsrModel:
         """Drop this handle's reference to the weights (open sessions keep theirs)."""
         self._native.close()
 
-    def __enter__(self) -> "AsrModel":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """The options of :meth:`Session.transcribe` and :meth:`Session.transcribe_stream`.
+
+    language: "auto" (the model tags the language), "en" or "zh".
+    max_new_tokens: cap per clip (None: grows with the clip's length, at
+    most 1024). max_clip_s: split longer audio at pauses (None: one pass).
+    instruction: replaces the pinned instruction text of the prompt.
+    progress(done_s, total_s): called as decoding advances (against each
+    clip's token budget) and as clips finish.
+    on_token(segment_index, token_id): called for every generated id;
+    returning False cancels (:class:`~mimo_ggml.errors.GenerationCancelled`).
+    """
+
+    language: str = "auto"
+    max_new_tokens: Optional[int] = None
+    max_clip_s: Optional[float] = 60.0
+    instruction: Optional[str] = None
+    progress: Optional[ProgressCallback] = None
+    on_token: Optional[TokenCallback] = None
+
+    def __post_init__(self) -> None:
+        normalize_language(self.language)
+        n = self.max_new_tokens
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidArgumentError(f"max_new_tokens must be an integer >= 1 or None, got {n!r}")
+        if self.max_clip_s is not None and not (isinstance(self.max_clip_s, (int, float)) and self.max_clip_s >= 2.0):
+            raise InvalidArgumentError(f"max_clip_s must be at least 2 seconds or None, got {self.max_clip_s!r}")
+        for name in ("progress", "on_token"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise InvalidArgumentError(f"{name} must be callable or None")
+
+    @classmethod
+    def of(cls, options: dict) -> "TranscribeOptions":
+        unknown = set(options) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidArgumentError(f"unknown transcription option(s) {sorted(unknown)}; accepted: "
+                                       f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**options)
 
 
-class Session:
+class Session(Closeable):
     """A transcription session on an :class:`AsrModel`.
 
     model: an AsrModel, or what :class:`AsrModel` takes (a path, folder or
@@ -197,34 +234,16 @@ class Session:
     kv_bytes = property(lambda self: self._native.kv_bytes)
 
     # -- transcription ------------------------------------------------------
-    def transcribe(
-        self,
-        audio,
-        sample_rate: Optional[int] = None,
-        *,
-        language: str = "auto",
-        max_new_tokens: Optional[int] = None,
-        max_clip_s: Optional[float] = 60.0,
-        instruction: Optional[str] = None,
-        progress: Optional[ProgressCallback] = None,
-        on_token: Optional[TokenCallback] = None,
-    ) -> Transcription:
+    def transcribe(self, audio, sample_rate: Optional[int] = None, **options) -> Transcription:
         """Transcribe a file path, bytes, file object, array (with
-        ``sample_rate``) or ``(array, rate)`` tuple.
-
-        language: "auto" (the model tags the language), "en" or "zh".
-        max_new_tokens: cap per clip (default grows with clip length, at
-        most 1024). max_clip_s: split longer audio at pauses (None: one pass).
-        progress(done_s, total_s): called as decoding advances (against each
-        clip's token budget) and as clips finish.
-        on_token(segment_index, token_id): called for every generated id;
-        returning False cancels (:class:`~mimo_ggml.errors.GenerationCancelled`).
-        """
+        ``sample_rate``) or ``(array, rate)`` tuple. The keyword options are
+        the fields of :class:`TranscribeOptions` (language, max_new_tokens,
+        max_clip_s, instruction, progress, on_token)."""
+        opts = TranscribeOptions.of(options)
         timings: dict[str, float] = {}
         with self._busy.hold():
-            segments = list(self._segments(audio, sample_rate, language, max_new_tokens, max_clip_s, instruction,
-                                           progress, on_token, timings))
-        lang = normalize_language(language)
+            segments = list(self._segments(audio, sample_rate, opts, timings))
+        lang = normalize_language(opts.language)
         detected = next((s.language for s in segments if s.language), None)
         final_lang = detected or (None if lang == "auto" else lang)
         joiner = "" if final_lang == "zh" else " "
@@ -232,22 +251,16 @@ class Session:
         return Transcription(text=text_, language=final_lang, duration=timings.pop("_duration"),
                              segments=segments, timings=timings)
 
-    def transcribe_stream(
-        self,
-        audio,
-        sample_rate: Optional[int] = None,
-        *,
-        language: str = "auto",
-        max_new_tokens: Optional[int] = None,
-        max_clip_s: Optional[float] = 60.0,
-        instruction: Optional[str] = None,
-        progress: Optional[ProgressCallback] = None,
-        on_token: Optional[TokenCallback] = None,
-    ) -> Iterator[Segment]:
-        """Like :meth:`transcribe`, yielding each segment as its clip finishes."""
-        with self._busy.hold():
-            yield from self._segments(audio, sample_rate, language, max_new_tokens, max_clip_s, instruction,
-                                      progress, on_token, {})
+    def transcribe_stream(self, audio, sample_rate: Optional[int] = None, **options) -> Iterator[Segment]:
+        """Like :meth:`transcribe`, yielding each segment as its clip finishes
+        (the options are checked at the call, the work runs as it is iterated)."""
+        opts = TranscribeOptions.of(options)
+
+        def stream():
+            with self._busy.hold():
+                yield from self._segments(audio, sample_rate, opts, {})
+
+        return stream()
 
     def _prompt(self, language: str, instruction: Optional[str]) -> tuple[list[int], list[int]]:
         key = (language, instruction)
@@ -255,32 +268,25 @@ class Session:
             self._prompts[key] = asr_prompt_parts(self.model.text_tokenizer, language, instruction)
         return self._prompts[key]
 
-    def _segments(self, audio, sample_rate, language, max_new_tokens, max_clip_s, instruction, progress, on_token,
-                  timings):
-        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
-                                           or max_new_tokens < 1):
-            raise InvalidArgumentError(f"max_new_tokens must be an integer >= 1 or None, got {max_new_tokens!r}")
-        if max_clip_s is not None and not max_clip_s >= 2.0:
-            raise InvalidArgumentError(f"max_clip_s must be at least 2 seconds or None, got {max_clip_s}")
-        lang = normalize_language(language)
-        prefix, suffix = self._prompt(lang, instruction)  # validates the instruction before any work
+    def _segments(self, audio, sample_rate, opts: "TranscribeOptions", timings):
+        lang = normalize_language(opts.language)
+        prefix, suffix = self._prompt(lang, opts.instruction)  # validates the instruction before any work
         t0 = time.perf_counter()
         wave = load_audio(audio, sample_rate)
         _add(timings, "load_audio", time.perf_counter() - t0)
         total = len(wave) / TARGET_SAMPLE_RATE
         timings["_duration"] = total
-        clips = split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=max_clip_s)
+        clips = split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s)
         for index, (start, end) in enumerate(clips):
-            seg = self._transcribe_clip(index, wave, start, end, lang, prefix, suffix, max_new_tokens, progress,
-                                        on_token, total, timings)
-            if progress is not None:
-                progress(end / TARGET_SAMPLE_RATE, total)
+            seg = self._transcribe_clip(index, wave, start, end, lang, prefix, suffix, opts, total, timings)
+            if opts.progress is not None:
+                opts.progress(end / TARGET_SAMPLE_RATE, total)
             yield seg
 
-    def _transcribe_clip(self, index, wave, start, end, lang, prefix, suffix, max_new_tokens, progress, on_token,
-                         total, timings) -> Segment:
+    def _transcribe_clip(self, index, wave, start, end, lang, prefix, suffix, opts, total, timings) -> Segment:
         clip_s = (end - start) / TARGET_SAMPLE_RATE
-        budget = default_token_budget(clip_s) if max_new_tokens is None else max_new_tokens
+        budget = default_token_budget(clip_s) if opts.max_new_tokens is None else opts.max_new_tokens
+        progress, on_token = opts.progress, opts.on_token
         t0 = time.perf_counter()
         mels = clip_mels(wave[start:end])
         _add(timings, "audio_encode", time.perf_counter() - t0)  # the log-mel front-end is part of encoding
@@ -332,12 +338,6 @@ class Session:
         self._native.close()
         if self._owns_model:
             self.model.close()
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _add(timings: dict, key: str, seconds: float) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
 from .arguments import integer, optional_integer, real, text
 from .chat import format_chat
 from .concurrency import OperationLock
@@ -108,7 +109,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-class TextModel:
+class TextModel(Closeable):
     """A loaded MiMo-V2 MoE text model, shared by its sessions.
 
     model: a ``mimo2`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
@@ -190,14 +191,8 @@ class TextModel:
         """Drop this handle's reference to the weights (open sessions keep theirs)."""
         self._native.close()
 
-    def __enter__(self) -> "TextModel":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class TextSession:
+class TextSession(Closeable):
     """A generation context (KV cache) on a :class:`TextModel`.
 
     model: a TextModel, or a ``mimo2`` GGUF path (then ``device``,
@@ -506,9 +501,3 @@ class TextSession:
         self._native.close()
         if self._owns_model:
             self.model.close()
-
-    def __enter__(self) -> "TextSession":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
