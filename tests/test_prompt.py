@@ -20,7 +20,6 @@ from mimo_ggml.prompt import (
     INSTRUCTION_EN,
     INSTRUCTION_ZH,
     AsrSpecialIds,
-    asr_prompt_parts,
     build_asr_prompt,
     default_instruction,
     normalize_language,

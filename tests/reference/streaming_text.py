@@ -5,9 +5,9 @@ kept here until a streaming consumer needs it."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from mimo_ggml.errors import InvalidArgumentError
 from mimo_ggml.postprocess import (  # noqa: F401
     LANGUAGE_TAG_STRINGS,
     MARKERS,

@@ -50,7 +50,7 @@ import gguf
 import numpy as np
 
 from ..errors import InvalidArgumentError, ModelLoadError, UnsupportedModelError
-from .common import Checkpoint
+from .common import Checkpoint, PlannedTensor, write_gguf
 from . import mimo2_formats as fmt
 
 __all__ = ["convert_mimo2", "Mimo2HParams", "Mimo2ConversionReport", "read_mimo2_hparams", "main"]
@@ -899,34 +899,18 @@ class _Converter:
 
     def write(self, out_path: Path) -> Mimo2ConversionReport:
         out_path = Path(out_path)
-        tmp = out_path.with_name(out_path.name + ".part")
-        w = gguf.GGUFWriter(tmp, ARCH)
-        try:
+        has_tok = [False]
+
+        def metadata(w) -> None:
             self.write_kv(w)
-            has_tok = self.write_tokenizer(w)
-            for p in self.plan:
-                row = fmt.ggml_row_bytes(p.type_name, p.shape[-1])
-                byte_shape = (*p.shape[:-1], row)
-                w.add_tensor_info(
-                    p.name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
-                    raw_dtype=fmt.GGML_TYPES[p.type_name],
-                )
-            w.write_header_to_file()
-            w.write_kv_data_to_file()
-            w.write_ti_data_to_file()
-            for p in self.plan:
-                data = p.produce()
-                row = fmt.ggml_row_bytes(p.type_name, p.shape[-1])
-                if data.dtype != np.uint8 or data.shape != (*p.shape[:-1], row):
-                    raise ModelLoadError(f"internal: {p.name} produced {data.dtype}{data.shape}")
-                w.write_tensor_data(np.ascontiguousarray(data))
-                log.debug("wrote %s %s %s", p.name, list(p.shape), p.type_name)
-            w.close()
-            os.replace(tmp, out_path)
-        except BaseException:
-            w.close()
-            tmp.unlink(missing_ok=True)
-            raise
+            has_tok[0] = self.write_tokenizer(w)
+
+        def planned(p: _Planned) -> PlannedTensor:
+            byte_shape = (*p.shape[:-1], fmt.ggml_row_bytes(p.type_name, p.shape[-1]))
+            return PlannedTensor(p.name, byte_shape, p.type_name, p.produce, raw=True)
+
+        write_gguf(out_path, ARCH, metadata, [planned(p) for p in self.plan])
+        has_tok = has_tok[0]
         skipped: dict[str, int] = {}
         ignored: list[str] = []
         for name in self.ckpt.names():
