@@ -198,10 +198,8 @@ AsrAdapterGraph AsrAdapterModel::build(ggml_context * ctx, ggml_cgraph * gf, int
         ggml_tensor * q = ggml_reshape_3d(ctx, linear(ctx, h, L.wq, L.bq), hd, nh, N);
         ggml_tensor * k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk, L.bk), hd, nh, N);
         ggml_tensor * v = ggml_reshape_4d(ctx, linear(ctx, h, L.wv, L.bv), hd, nh, S, G);
-        q = ggml_rope_ext(ctx, q, g.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f, 0.0f,
-                          1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, g.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f, 0.0f,
-                          1.0f, 0.0f, 0.0f);
+        q = rope_neox(ctx, q, g.positions, hd, hp_.rope_theta);
+        k = rope_neox(ctx, k, g.positions, hd, hp_.rope_theta);
         q = ggml_reshape_4d(ctx, q, hd, nh, S, G);
         k = ggml_reshape_4d(ctx, k, hd, nh, S, G);
         ggml_tensor * attn = group_attention(ctx, q, k, v, g.mask, scale);

@@ -280,10 +280,8 @@ AudioEncoderGraph AudioTokenizerModel::build_encoder(ggml_context * ctx, ggml_cg
         ggml_tensor * k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk), hd, nh, T);
         ggml_tensor * v = ggml_reshape_3d(ctx, linear(ctx, h, L.wv, L.bv), hd, nh, T);
         // NeoX ("rotate-half") pairing over all head dims
-        q = ggml_rope_ext(ctx, q, g.positions, rope_factors_, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, g.positions, rope_factors_, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
+        q = rope_neox(ctx, q, g.positions, hd, hp_.rope_theta, rope_factors_);
+        k = rope_neox(ctx, k, g.positions, hd, hp_.rope_theta, rope_factors_);
         // full bidirectional attention within the chunk: no mask. K and V are copied head-major first
         // (an exact copy): ggml's tiled CPU flash attention is several times faster on contiguous heads
         // than on strided views, which makes the whole encoder ~20% faster on 30 s chunks
