@@ -96,7 +96,7 @@ public:
     // clips: a list of (mels, prefix, suffix, max_tokens) tuples
     py::list transcribe_batch(py::list clips, int64_t batch_size, int64_t n_ctx_seq, double temperature,
                               int64_t top_k, double top_p, py::object seed, py::handle stop, py::handle banned,
-                              py::object on_token) {
+                              py::object on_token, py::object on_clip) {
         std::vector<FloatArray> keep;
         std::vector<AsrClipRequest> reqs;
         for (py::handle h : clips) {
@@ -113,11 +113,16 @@ public:
             py::object go = on_token(clip, token);
             return go.is_none() || bool(py::bool_(go));
         };
+        AsrClipDone done = [this, &on_clip](int64_t clip, const AsrClipResult & r) {
+            if (on_clip.is_none()) return;
+            py::gil_scoped_acquire gil;
+            on_clip(clip, result_dict(r));
+        };
         std::vector<AsrClipResult> res;
         {
             py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(mutex_);
-            res = get().transcribe_batch(reqs, batch_size, n_ctx_seq, progress);
+            res = get().transcribe_batch(reqs, batch_size, n_ctx_seq, progress, done);
         }
         py::list out;
         for (const AsrClipResult & r : res) out.append(result_dict(r));
@@ -223,9 +228,9 @@ void bind_asr_model(py::module_ & m) {
         .def("transcribe_batch", &S::transcribe_batch, py::arg("clips"), py::arg("batch_size"), py::arg("n_ctx_seq"),
              py::arg("temperature") = 0.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
              py::arg("seed") = py::none(), py::arg("stop") = py::none(), py::arg("banned") = py::none(),
-             py::arg("on_token") = py::none(),
+             py::arg("on_token") = py::none(), py::arg("on_clip") = py::none(),
              "Clips (mels, prefix, suffix, max_tokens) decoded together, batch_size at a time: one dict per clip "
-             "as transcribe_clip gives")
+             "as transcribe_clip gives; on_clip(index, dict) as each finishes")
         .def("stages", &S::stages, py::arg("mels"), py::arg("prefix"), py::arg("suffix"),
              "The intermediate results of spec asr.md §15 for one clip")
         .def("close", &S::close)

@@ -155,7 +155,7 @@ AsrClipResult AsrSession::transcribe(const AsrClipRequest & request, const AsrPr
 
 std::vector<AsrClipResult> AsrSession::transcribe_batch(const std::vector<AsrClipRequest> & requests,
                                                         int64_t batch_size, int64_t n_ctx_seq,
-                                                        const AsrBatchProgress & progress) {
+                                                        const AsrBatchProgress & progress, const AsrClipDone & done) {
     if (batch_size < 1 || batch_size > 64) {
         fail(ErrorKind::InvalidArgument, strfmt("batch_size must be between 1 and 64, got %lld", (long long) batch_size));
     }
@@ -182,7 +182,7 @@ std::vector<AsrClipResult> AsrSession::transcribe_batch(const std::vector<AsrCli
         std::vector<AsrAdapterResult> features;
         std::vector<std::vector<int32_t>> prompts;
         std::vector<SeqRows> parts;
-        while (!free_seqs.empty() && next_clip < requests.size()) {
+        while (admitted.size() < free_seqs.size() && next_clip < requests.size()) {
             const size_t c = next_clip++;
             const AsrProgress clip_progress = progress ? AsrProgress([&, c](int32_t t) { return progress(int64_t(c), t); })
                                                        : AsrProgress();
@@ -237,6 +237,7 @@ std::vector<AsrClipResult> AsrSession::transcribe_batch(const std::vector<AsrCli
         for (size_t i = active.size(); i-- > 0;) {  // finished clips free their sequence
             if (active[i].generator->finished()) {
                 results[active[i].clip].finish = active[i].generator->finish_reason();
+                if (done) done(int64_t(active[i].clip), results[active[i].clip]);
                 free_seqs.push_back(active[i].generator->seq());
                 active.erase(active.begin() + std::ptrdiff_t(i));
             }

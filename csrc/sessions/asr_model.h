@@ -98,6 +98,9 @@ struct AsrClipStages {
 using AsrProgress = std::function<bool(int32_t token)>;
 // The same for batched transcription, naming the clip (its index in the request list).
 using AsrBatchProgress = std::function<bool(int64_t clip, int32_t token)>;
+struct AsrClipResult;
+// Called as each clip of a batch finishes (in finishing order).
+using AsrClipDone = std::function<void(int64_t clip, const AsrClipResult & result)>;
 
 class AsrSession {
 public:
@@ -111,7 +114,8 @@ public:
     // the next waiting one (continuous batching). Results in request order;
     // each clip's phase times are its share of the batch's.
     std::vector<AsrClipResult> transcribe_batch(const std::vector<AsrClipRequest> & requests, int64_t batch_size,
-                                                int64_t n_ctx_seq, const AsrBatchProgress & progress = nullptr);
+                                                int64_t n_ctx_seq, const AsrBatchProgress & progress = nullptr,
+                                                const AsrClipDone & done = nullptr);
 
     const AsrModel & model() const { return *model_; }
     const DecodeSession & lm() const { return lm_; }
