@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_cl
     results: list[tuple[str, float]] = []  # (outcome, seconds)
     lock = threading.Lock()
     with ServerProcess(base + ["--sessions", str(sessions)], workdir) as srv:
-        health = json.loads(__import__("urllib.request").request.urlopen(srv.url + "/health").read())
+        health = json.loads(urllib.request.urlopen(srv.url + "/health").read())
         rss_start = srv.rss_kib("VmRSS")
         start = threading.Barrier(clients + 1)
 

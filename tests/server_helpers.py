@@ -109,6 +109,19 @@ class ServerProcess:
         self.stop()
 
 
+def multipart_head(boundary: str, fields: dict, filename: str) -> bytes:
+    """The start of a multipart/form-data body up to a file part's content
+    (tests that send raw HTTP: chunked bodies, dropped connections)."""
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 "Content-Type: audio/wav\r\n\r\n")
+    return "".join(parts).encode()
+
+
+def multipart_tail(boundary: str) -> bytes:
+    return f"\r\n--{boundary}--\r\n".encode()
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """One sample from a Prometheus text page (0.0 when absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())

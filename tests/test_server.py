@@ -36,7 +36,8 @@ from mimo_ggml.server import schemas
 from mimo_ggml.server.options import ServerConfig, config_from_args, exposure_warning
 from mimo_ggml.server.runtime import read_chat_template
 from mimo_ggml.writers import format_transcription
-from server_helpers import Chromium, ServerProcess, chromium_binary, http_get, metric, tiny_text_model
+from server_helpers import (Chromium, ServerProcess, chromium_binary, http_get, metric, multipart_head, multipart_tail,
+                            tiny_text_model)
 from test_transcribe import speechlike
 
 KEY = "sk-test-5f1c"
@@ -237,9 +238,8 @@ def test_upload_over_the_limit_is_413(server, audio):
     # a chunked body (no Content-Length) is cut off as it arrives
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     boundary = "mimo-boundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
-    chunks = [head] + [b"\0" * 65536] * (UPLOAD_MB * 16 + 4) + [f"\r\n--{boundary}--\r\n".encode()]
+    chunks = ([multipart_head(boundary, {"model": "m"}, "big.wav")] + [b"\0" * 65536] * (UPLOAD_MB * 16 + 4)
+              + [multipart_tail(boundary)])
     conn.request("POST", "/v1/audio/transcriptions", body=iter(chunks), encode_chunked=True,
                  headers={"Authorization": f"Bearer {KEY}", "Content-Type": f"multipart/form-data; boundary={boundary}",
                           "Transfer-Encoding": "chunked"})
@@ -391,11 +391,11 @@ def test_disconnect_cancels_the_work(server, audio, text_ref, asr_ref):
     seconds = metric(_metrics(server), "mimo_ggml_audio_seconds_total")
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     boundary = "b0undary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\ntrue\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode() + audio["long"].read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = multipart_head(boundary, {"model": "m", "stream": "true"}, "long.wav") + audio["long"].read_bytes() \
+        + multipart_tail(boundary)
     conn.request("POST", "/v1/audio/transcriptions", body=body,
-                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+                 headers={"Authorization": f"Bearer {KEY}",
+                          "Content-Type": f"multipart/form-data; boundary={boundary}"})
     r = conn.getresponse()
     assert r.status == 200
     line = r.readline()
