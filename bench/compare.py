@@ -79,7 +79,7 @@ def worker_mimo_lm(job: dict) -> dict:
         lm.reset()
         return int(lm.eval(prompt)[0].argmax())
 
-    return _time_lm(prefill, lambda tok: int(lm.step(tok)[0].argmax()))
+    return _time_lm(prefill, lambda tok: int(lm.step(tok).argmax()))
 
 
 def worker_llama_lm(job: dict) -> dict:

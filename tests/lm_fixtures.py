@@ -43,3 +43,16 @@ def make_tiny_qwen2(folder: Path, seed: int = 0) -> Qwen2ForCausalLM:
 
 def convert(folder: Path, out: Path, *, dtype: str = "f32", fuse_qkv: bool = True) -> Path:
     return convert_asr(folder, out, dtype=dtype, fuse_qkv=fuse_qkv)
+
+
+def generate(lm, prompt, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+             seed: int = 0, stop=(), banned=()) -> list[int]:
+    """Evaluate ``prompt`` on a LanguageModel, then sample up to
+    ``max_new_tokens`` ids through the native decode loop (a stop id, when
+    one ends the run, is included)."""
+    gen = lm._native.generator(list(prompt), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               seed=seed, stop=list(stop), banned=list(banned))
+    out = []
+    while (step := gen.next()) is not None:
+        out.append(step[0])
+    return out

@@ -155,6 +155,29 @@ def test_v25_window_128_runtime_and_file(v25, root):
         np.testing.assert_array_equal(s.eval(ids, all_logits=True), got)
 
 
+def test_checkpoint_window_is_converted_without_options(root):
+    """A checkpoint with a 16-token window (sliding_window_size 16: transformers
+    attends over 17 keys) converted with no window option matches
+    transformers: the converter takes the window from the config."""
+    from transformers import MiMoV2FlashForCausalLM
+
+    ck = mf.write_bf16_checkpoint(root / "w16", dtype="f32", sink_std=1.0, init_std=0.2, seed=3)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["sliding_window"] = cfg["sliding_window_size"] = 16
+    (ck / "config.json").write_text(json.dumps(cfg))
+    path = root / "w16-f32.gguf"
+    convert_mimo2(ck, path, dtype="f32")
+    ref = MiMoV2FlashForCausalLM.from_pretrained(str(ck), dtype=torch.float32, attn_implementation="eager").eval()
+    assert ref.config.sliding_window == 17
+    ids = prompt_ids(60)
+    want = hf_logits(ref, ids, window=17)
+    with session(path) as s:
+        assert s.swa_window_keys == 17
+        got = s.eval(ids, all_logits=True)
+    assert rel_err(got, want) < 1e-4
+    assert rel_err(hf_logits(ref, ids, window=129), want) > 1e-2  # the window matters on this prompt
+
+
 def test_small_batches_wrap_the_swa_ring(v25, v25_ref_logits):
     """n_batch 16: the SWA ring has 128 + 16 slots, so a 200-token prompt wraps it."""
     _, path, _ = v25

@@ -108,13 +108,17 @@ def test_bad_arguments(good):
         with pytest.raises(InvalidArgumentError, match="embeddings"):
             lm.eval(embeddings=np.zeros((3, 5), np.float32))
         with pytest.raises(InvalidArgumentError, match="temperature"):
-            lm.generate([1, 2], 4, temperature=-1)
+            lm._native.generator([1, 2], 4, temperature=-1)
+        with pytest.raises(InvalidArgumentError, match="top_k"):
+            lm._native.generator([1, 2], 4, top_k=10**12)
+        with pytest.raises(InvalidArgumentError, match="seed"):
+            lm._native.generator([1, 2], 4, seed=-1)
         with pytest.raises(InvalidArgumentError, match="out of range"):  # not wrapped into a valid id
-            lm.embed([2**32 + 5])
+            lm.eval([2**32 + 5])
         with pytest.raises(InvalidArgumentError, match="out of range"):
             lm._native.eval(np.array([2**32 + 5]), None, 1, False)
         with pytest.raises(InvalidArgumentError, match="vocabulary"):
-            lm.embed([-1])
+            lm.eval([-1])
         lm.eval([1, 2, 3])
         assert lm.n_past == 3
     with pytest.raises(InvalidArgumentError, match="closed"):

@@ -1,5 +1,6 @@
 """Tests of the ASR prompt (mimo_ggml.prompt, spec asr.md §7–§8), the
-transcript post-processing (mimo_ggml.postprocess, §12.2–§12.3) and the chat
+transcript post-processing (mimo_ggml.postprocess, §12.2, against the
+streaming filter of tests/reference for §12.3) and the chat
 template helper (mimo_ggml.chat).  Uses the real Qwen2 vocabulary in the
 MiMo layout from tests/text_vocab.py."""
 
@@ -14,25 +15,18 @@ import pytest
 
 from mimo_ggml.chat import format_chat
 from mimo_ggml.errors import InvalidArgumentError, ModelLoadError
-from mimo_ggml.postprocess import (
-    StreamingTextFilter,
-    TranscriptStreamer,
-    clean_text,
-    drop_stop_id,
-    postprocess_ids,
-)
+from mimo_ggml.postprocess import clean_text, drop_stop_id, postprocess_ids
 from mimo_ggml.prompt import (
-    DEFAULT_EMPTY_IDS,
     INSTRUCTION_EN,
     INSTRUCTION_ZH,
     AsrSpecialIds,
     build_asr_prompt,
     default_instruction,
     normalize_language,
-    pad_codes,
-    prompt_matrix,
 )
 from mimo_ggml.text_tokenizer import TextTokenizer
+from reference.prompt_matrix import DEFAULT_EMPTY_IDS, pad_codes, prompt_matrix
+from reference.streaming_text import StreamingTextFilter, TranscriptStreamer
 
 try:
     from . import text_vocab

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mimo_ggml import Session
+from mimo_ggml import AsrModel, Session
 from mimo_ggml.audio import load_audio, split_on_pauses
 from mimo_ggml.errors import InvalidArgumentError, ModelNotFoundError, UnsupportedModelError
 from reference.asr_ref import transcribe_reference
@@ -137,7 +137,9 @@ def test_stream_progress_and_stop_path(asr, tiny_asr, tmp_path):
     segs = list(asr.transcribe_stream(audio, 24000, language="en", max_new_tokens=4,
                                       progress=lambda d, t: seen.append((d, t))))
     assert len(segs) == 1 and segs[0].finish_reason == "length" and len(segs[0].tokens) == 4
-    assert seen == [(pytest.approx(2.0), pytest.approx(2.0))]
+    # progress advances with every token against the clip's budget, then the clip's end
+    assert seen[-1] == (pytest.approx(2.0), pytest.approx(2.0))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) == 4 + 1
 
     from safetensors.numpy import load_file, save_file
 
@@ -157,6 +159,40 @@ def test_stream_progress_and_stop_path(asr, tiny_asr, tmp_path):
         r = s.transcribe(audio, 24000, language="en", max_new_tokens=4)
     assert r.segments[0].finish_reason == "stop"
     assert r.segments[0].tokens == [] and r.text == ""
+
+
+def test_padding_row_wins_as_upstream_unless_banned(asr, tiny_asr, tmp_path):
+    """Upstream bans only <|empty|>: on a model whose [PAD…] row wins the
+    first greedy step, the default decoding emits it as the reference does;
+    ban_padding_tokens=True keeps it out (and matches the reference run with
+    the same ban)."""
+    from safetensors.numpy import load_file, save_file
+
+    from mimo_ggml.convert.asr import convert_asr
+
+    audio = speechlike(2.0, 24000, seed=6)
+    first = asr.transcribe(audio, 24000, language="en", max_new_tokens=2).segments[0].tokens[0]
+    pad = asr.model.padding_ids[0]
+    ck = tmp_path / "padwins"
+    shutil.copytree(tiny_asr["ckpt"], ck)
+    weights = load_file(ck / "model.safetensors")
+    weights["lm_head.weight"][pad] = 10.0 * weights["lm_head.weight"][first]
+    save_file(weights, ck / "model.safetensors")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_asr["tokenizer"], models / "mimo-tokenizer.gguf")
+    convert_asr(ck, models / "mimo-asr-pad.gguf", dtype="f32")
+    wave24 = load_audio(audio, 24000)
+    model = AsrModel.load(models, device="cpu", n_threads=2)
+    for ban in (False, True):
+        ref = transcribe_reference(ck, tiny_asr["tokenizer_ckpt"], wave24, "en", 4, ban_padding=ban)
+        assert (int(ref["greedy_ids"][0]) == pad) is not ban
+        with model.session(kv_type="f32", ban_padding_tokens=ban) as s:
+            seg = s.transcribe(audio, 24000, language="en", max_new_tokens=4).segments[0]
+        k = agreeing_prefix(seg.tokens, ref)
+        assert k >= 1 and seg.tokens[:k] == [int(i) for i in ref["greedy_ids"][:k]]
+        assert (seg.tokens[0] == pad) is not ban
+    model.close()
 
 
 def test_discovery_and_errors(tiny_asr, tmp_path, monkeypatch):

@@ -185,4 +185,4 @@ def test_segment_to_dict_plain_types():
     d = seg.to_dict()
     json.dumps(d)  # numpy scalars converted
     assert d == {"id": 0, "start": 0.5, "end": 1.0, "text": "x", "tokens": [1, 2],
-                 "finish_reason": "stop", "language": None}
+                 "finish_reason": "stop", "language": None, "avg_logprob": None}

@@ -10,25 +10,26 @@
 
 #include "bindings/common.h"
 #include "core/errors.h"
-#include "sessions/asr_adapter_session.h"
+#include "sessions/asr_model.h"
 
 namespace mimo::bindings {
 namespace {
 
 class PyAsrAdapter {
 public:
-    PyAsrAdapter(const std::string & path, const std::string & device, int n_threads) {
+    PyAsrAdapter(const std::string & path, const std::string & device, std::optional<int64_t> n_threads) {
         py::gil_scoped_release nogil;
         auto backend = std::make_shared<Backend>(device, n_threads);
-        weights_ = std::make_shared<AsrAdapterWeights>(path, backend);
-        session_ = std::make_unique<AsrAdapterSession>(weights_);
+        h_.weights = std::make_shared<AsrLmWeights>(path, backend, true, false);
+        h_.runner = std::make_unique<AsrAdapterSession>(h_.weights);
     }
 
-    AsrAdapterSession & session() {
-        if (!session_) fail(ErrorKind::InvalidArgument, "this AsrAdapter is closed");
-        return *session_;
+    AsrAdapterSession & session() { return h_.get("AsrAdapter"); }
+    const std::shared_ptr<AsrLmWeights> & weights() {
+        session();
+        return h_.weights;
     }
-    const AsrAdapterHParams & hp() { return session().weights().model().hparams(); }
+    const AsrAdapterHParams & hp() { return session().model().hparams(); }
 
     AsrAdapterResult run(py::object codes_obj, bool keep_stages) {
         const int64_t C = hp().n_channels, S = hp().group_size;
@@ -62,54 +63,37 @@ public:
             codes[size_t(i)] = int32_t(v);
         }
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<std::mutex> lock(h_.mutex);
         return session().run(codes.data(), n, keep_stages);
     }
 
     py::array_t<float> features(py::object codes) {
         AsrAdapterResult r = run(codes, false);
-        return matrix(r.features, r.n_groups, hp().n_embd);
+        return float_array(r.features, {r.n_groups, hp().n_embd});
     }
 
     py::dict stages(py::object codes) {
         AsrAdapterResult r = run(codes, true);
         const int64_t S = hp().group_size, d = hp().d;
         py::dict out;
-        out["ilt_input"] = cube(r.ilt_input, r.n_groups, S, d);
-        out["ilt_output"] = cube(r.ilt_output, r.n_groups, S, d);
-        out["audio_features"] = matrix(r.features, r.n_groups, hp().n_embd);
+        out["ilt_input"] = float_array(r.ilt_input, {r.n_groups, S, d});
+        out["ilt_output"] = float_array(r.ilt_output, {r.n_groups, S, d});
+        out["audio_features"] = float_array(r.features, {r.n_groups, hp().n_embd});
         return out;
     }
 
-    void close() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        session_.reset();
-        weights_.reset();
-    }
+    void close() { h_.close(); }
 
 private:
-    static py::array_t<float> matrix(const std::vector<float> & v, int64_t rows, int64_t cols) {
-        py::array_t<float> a({rows, cols});
-        if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
-        return a;
-    }
-    static py::array_t<float> cube(const std::vector<float> & v, int64_t a0, int64_t a1, int64_t a2) {
-        py::array_t<float> a({a0, a1, a2});
-        if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
-        return a;
-    }
-
-    std::shared_ptr<AsrAdapterWeights> weights_;
-    std::unique_ptr<AsrAdapterSession> session_;
-    std::mutex mutex_;
+    RunnerHandle<AsrLmWeights, AsrAdapterSession> h_;
 };
 
 }  // namespace
 
 void bind_asr_adapter(py::module_ & m) {
     py::class_<PyAsrAdapter>(m, "AsrAdapter")
-        .def(py::init<const std::string &, const std::string &, int>(), py::arg("path"), py::arg("device") = "auto",
-             py::arg("n_threads") = 0)
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>>(), py::arg("path"), py::arg("device") = "auto",
+             py::arg("n_threads") = py::none())
         .def("features", &PyAsrAdapter::features, py::arg("codes"),
              "LM input rows (G, n_embd) float32 of G audio groups; codes is (group_size·G, channels), time-major")
         .def("stages", &PyAsrAdapter::stages, py::arg("codes"),
@@ -128,10 +112,10 @@ void bind_asr_adapter(py::module_ & m) {
         .def_property_readonly("max_groups_per_graph",
                                [](PyAsrAdapter &) { return AsrAdapterSession::kMaxGroupsPerGraph; })
         .def_property_readonly("device",
-                               [](PyAsrAdapter & s) { return s.session().weights().backend()->device_name(); })
+                               [](PyAsrAdapter & s) { return s.weights()->backend()->device_name(); })
         .def_property_readonly("n_threads",
-                               [](PyAsrAdapter & s) { return s.session().weights().backend()->n_threads(); })
-        .def_property_readonly("weights_bytes", [](PyAsrAdapter & s) { return s.session().weights().bytes(); });
+                               [](PyAsrAdapter & s) { return s.weights()->backend()->n_threads(); })
+        .def_property_readonly("weights_bytes", [](PyAsrAdapter & s) { return s.weights()->bytes(); });
 }
 
 }  // namespace mimo::bindings

@@ -17,21 +17,18 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 
 class PyAudioTokenizer {
 public:
-    PyAudioTokenizer(const std::string & path, const std::string & device, int n_threads, bool bf16_rope,
+    PyAudioTokenizer(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, bool bf16_rope,
                      int64_t n_codebooks) {
         AudioTokenizerOptions opt;
         opt.bf16_rope = bf16_rope;
         opt.n_codebooks = n_codebooks;
         py::gil_scoped_release nogil;
         auto backend = std::make_shared<Backend>(device, n_threads);
-        weights_ = std::make_shared<AudioTokenizerWeights>(path, backend, opt);
-        session_ = std::make_unique<AudioTokenizerSession>(weights_);
+        h_.weights = std::make_shared<AudioTokenizerWeights>(path, backend, opt);
+        h_.runner = std::make_unique<AudioTokenizerSession>(h_.weights);
     }
 
-    AudioTokenizerSession & session() {
-        if (!session_) fail(ErrorKind::InvalidArgument, "this AudioTokenizer is closed");
-        return *session_;
-    }
+    AudioTokenizerSession & session() { return h_.get("AudioTokenizer"); }
     const AudioTokenizerModel & model() { return session().weights().model(); }
 
     TokenizerResult run(py::object mel_obj, bool keep_stages) {
@@ -45,59 +42,38 @@ public:
         const int64_t t_mel = mel.shape(0);
         const float * data = mel.data();
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<std::mutex> lock(h_.mutex);
         return session().encode_mel(data, t_mel, keep_stages);
     }
 
     py::object encode_mel(py::object mel, bool return_gaps) {
         TokenizerResult r = run(mel, false);
-        if (!return_gaps) return codes_array(r);
-        return py::make_tuple(codes_array(r), gaps_array(r));
+        if (!return_gaps) return int_array(r.codes, {r.n_frames, r.n_codebooks});
+        return py::make_tuple(int_array(r.codes, {r.n_frames, r.n_codebooks}),
+                              float_array(r.gaps, {r.n_frames, r.n_codebooks}));
     }
 
     py::dict encode_mel_stages(py::object mel) {
         TokenizerResult r = run(mel, true);
         py::dict out;
-        for (const TokenizerStage & s : r.stages) {
-            py::array_t<float> a({s.rows, s.cols});
-            std::memcpy(a.mutable_data(), s.data.data(), s.data.size() * sizeof(float));
-            out[py::str(s.name)] = a;
-        }
-        out["tok_codes"] = codes_array(r);
-        out["tok_code_gaps"] = gaps_array(r);
+        for (const TokenizerStage & s : r.stages) out[py::str(s.name)] = float_array(s.data, {s.rows, s.cols});
+        out["tok_codes"] = int_array(r.codes, {r.n_frames, r.n_codebooks});
+        out["tok_code_gaps"] = float_array(r.gaps, {r.n_frames, r.n_codebooks});
         return out;
     }
 
-    void close() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        session_.reset();
-        weights_.reset();
-    }
+    void close() { h_.close(); }
 
 private:
-    static py::array_t<int32_t> codes_array(const TokenizerResult & r) {
-        py::array_t<int32_t> a({r.n_frames, r.n_codebooks});
-        std::memcpy(a.mutable_data(), r.codes.data(), r.codes.size() * sizeof(int32_t));
-        return a;
-    }
-
-    static py::array_t<float> gaps_array(const TokenizerResult & r) {
-        py::array_t<float> a({r.n_frames, r.n_codebooks});
-        std::memcpy(a.mutable_data(), r.gaps.data(), r.gaps.size() * sizeof(float));
-        return a;
-    }
-
-    std::shared_ptr<AudioTokenizerWeights> weights_;
-    std::unique_ptr<AudioTokenizerSession> session_;
-    std::mutex mutex_;
+    RunnerHandle<AudioTokenizerWeights, AudioTokenizerSession> h_;
 };
 
 }  // namespace
 
 void bind_audio_tokenizer(py::module_ & m) {
     py::class_<PyAudioTokenizer>(m, "AudioTokenizer")
-        .def(py::init<const std::string &, const std::string &, int, bool, int64_t>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("bf16_rope") = true,
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, int64_t>(), py::arg("path"),
+             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("bf16_rope") = true,
              py::arg("n_codebooks") = 8)
         .def("encode_mel", &PyAudioTokenizer::encode_mel, py::arg("mel"), py::arg("return_gaps") = false,
              "RVQ codes (T_code, n_codebooks) int32 of one chunk's log-mel (T_mel, n_mels); with return_gaps "

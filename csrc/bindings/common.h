@@ -7,9 +7,17 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "core/errors.h"
+#include "core/gguf_file.h"
+#include "core/sampling.h"
+#include "sessions/decode_session.h"
 
 namespace py = pybind11;
 
@@ -32,6 +40,66 @@ inline std::vector<int32_t> token_ids(py::handle tokens) {
     return ids;
 }
 
+// A float32 array of the given shape holding a copy of v.
+inline py::array_t<float> float_array(const std::vector<float> & v, std::vector<py::ssize_t> shape) {
+    py::array_t<float> a(shape);
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
+    return a;
+}
+
+// An int32 array of the given shape holding a copy of v.
+inline py::array_t<int32_t> int_array(const std::vector<int32_t> & v, std::vector<py::ssize_t> shape) {
+    py::array_t<int32_t> a(shape);
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(int32_t));
+    return a;
+}
+
+// A low-level handle as Python holds it: loaded weights, one runner over
+// them, and the lock that keeps Python threads from running it at once.
+template <class Weights, class Runner>
+struct RunnerHandle {
+    std::shared_ptr<Weights> weights;
+    std::unique_ptr<Runner> runner;
+    std::mutex mutex;
+    Runner & get(const char * what) {
+        if (!runner) fail(ErrorKind::InvalidArgument, strfmt("this %s is closed", what));
+        return *runner;
+    }
+    void close() {
+        std::lock_guard<std::mutex> lock(mutex);
+        runner.reset();
+        weights.reset();
+    }
+};
+
+// A decode session as Python holds it: the native session, the lock that
+// keeps two Python threads from running it at once, and its KV type name.
+// Bound as _core.DecodeSession (bindings/decode_session.cpp).
+struct PyDecodeState {
+    std::unique_ptr<DecodeSession> session;
+    std::mutex mutex;
+    std::string kv_type;
+    DecodeSession & get() {
+        if (!session) fail(ErrorKind::InvalidArgument, "this session is closed");
+        return *session;
+    }
+};
+// Makes the Python object of a new decode session (GIL held).
+py::object make_decode_session(std::unique_ptr<DecodeSession> session, const std::string & kv_type);
+
+// The string-array metadata values of an open GGUF (absent keys left out),
+// read with the GIL held.
+inline py::dict gguf_string_arrays(const GgufFile & file, const std::vector<std::string> & keys) {
+    py::dict out;
+    for (const auto & k : keys) {
+        if (file.has_key(k)) out[py::str(k)] = file.str_array(k);
+    }
+    return out;
+}
+
+// SamplerParams from Python arguments, with typed errors naming each parameter.
+SamplerParams sampler_params(double temperature, int64_t top_k, double top_p, py::object seed);
+
 void bind_errors(py::module_ & m);
 void bind_system(py::module_ & m);
 void bind_language_model(py::module_ & m);
@@ -40,5 +108,7 @@ void bind_gguf_metadata(py::module_ & m);
 void bind_audio_tokenizer(py::module_ & m);
 void bind_asr_adapter(py::module_ & m);
 void bind_text_model(py::module_ & m);
+void bind_decode_session(py::module_ & m);
+void bind_asr_model(py::module_ & m);
 
 }  // namespace mimo::bindings

@@ -12,4 +12,6 @@ PYBIND11_MODULE(_core, m) {
     mimo::bindings::bind_audio_tokenizer(m);
     mimo::bindings::bind_asr_adapter(m);
     mimo::bindings::bind_text_model(m);
+    mimo::bindings::bind_decode_session(m);
+    mimo::bindings::bind_asr_model(m);
 }

@@ -6,7 +6,6 @@
 
 #include "core/errors.h"
 #include "core/log.h"
-#include "ggml-cpu.h"
 
 namespace mimo {
 namespace {
@@ -66,11 +65,12 @@ ggml_backend_dev_t resolve_device(const std::string & spec_in) {
     if (colon != std::string::npos) {
         family = spec.substr(0, colon);
         const std::string idx = spec.substr(colon + 1);
-        if (idx.empty() || !std::all_of(idx.begin(), idx.end(), ::isdigit)) {
+        if (idx.empty() || idx.size() > 6 || !std::all_of(idx.begin(), idx.end(), ::isdigit)) {
             fail(ErrorKind::InvalidArgument,
-                 strfmt("device '%s': the part after ':' must be a device index such as 'cuda:0'", spec_in.c_str()));
+                 strfmt("device '%s': the part after ':' must be a device index such as 'cuda:0' (available: %s)",
+                        spec_in.c_str(), available_devices_text().c_str()));
         }
-        index = std::stoi(idx);
+        index = std::atoi(idx.c_str());
     }
     ggml_backend_dev_t d = nullptr;
     if (family == "gpu") {
@@ -111,55 +111,68 @@ std::vector<DeviceInfo> list_devices() {
     return out;
 }
 
-Backend::Backend(const std::string & device, int n_threads, bool repack_weights) : repack_weights_(repack_weights) {
-    if (n_threads < 0) {
-        fail(ErrorKind::InvalidArgument, strfmt("n_threads must be a positive number (or None for all cores), got %d", n_threads));
+int max_thread_count() { return std::max(8, 4 * default_thread_count()); }
+
+Backend::Backend(const std::string & device, std::optional<int64_t> n_threads, bool repack_weights)
+    : repack_weights_(repack_weights) {
+    if (n_threads && (*n_threads < 1 || *n_threads > max_thread_count())) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("n_threads must be between 1 and %d on this machine (%d cores), or None for all cores; got %lld",
+                    max_thread_count(), default_thread_count(), (long long) *n_threads));
     }
-    n_threads_ = n_threads == 0 ? default_thread_count() : n_threads;
+    n_threads_ = n_threads ? int(*n_threads) : default_thread_count();
     dev_ = resolve_device(device);
-    ggml_backend_dev_t cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-    if (!cpu_dev) fail(ErrorKind::Backend, "this ggml build has no CPU backend");
-    cpu_ = ggml_backend_dev_init(cpu_dev, nullptr);
-    if (!cpu_) fail(ErrorKind::Backend, "could not initialise the ggml CPU backend");
-    ggml_backend_cpu_set_n_threads(cpu_, n_threads_);
-    // No persistent ggml thread pool: its workers would not exist in a fork()ed child, where the
-    // next graph would wait for them forever; ggml's per-graph threads measured within noise of it.
-    if (dev_ == cpu_dev) {
-        main_ = cpu_;
-    } else {
-        main_ = ggml_backend_dev_init(dev_, nullptr);
-        if (!main_) {
-            ggml_backend_free(cpu_);
-            fail(ErrorKind::Backend, strfmt("could not initialise device %s", ggml_backend_dev_name(dev_)));
-        }
-    }
+    cpu_dev_ = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu_dev_) fail(ErrorKind::Backend, "this ggml build has no CPU backend");
     device_name_ = ggml_backend_dev_name(dev_);
 
     // CPU extra buffer types (repacked layouts for quantized matmuls)
-    ggml_backend_reg_t cpu_reg = ggml_backend_dev_backend_reg(cpu_dev);
+    ggml_backend_reg_t cpu_reg = ggml_backend_dev_backend_reg(cpu_dev_);
     auto get_extra = (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(
         cpu_reg, "ggml_backend_dev_get_extra_bufts");
     if (get_extra) {
-        for (ggml_backend_buffer_type_t * p = get_extra(cpu_dev); p && *p; ++p) cpu_extra_bufts_.push_back(*p);
+        for (ggml_backend_buffer_type_t * p = get_extra(cpu_dev_); p && *p; ++p) cpu_extra_bufts_.push_back(*p);
     }
     MIMO_LOG_INFO("mimo-ggml: device %s, %d threads", device_name_.c_str(), n_threads_);
 }
 
-Backend::~Backend() {
-    if (main_ && main_ != cpu_) ggml_backend_free(main_);
-    if (cpu_) ggml_backend_free(cpu_);
-}
+Backend::~Backend() = default;
 
 ggml_backend_buffer_type_t Backend::weight_buffer_type() const { return ggml_backend_dev_buffer_type(dev_); }
 
-ggml_backend_sched_t Backend::new_scheduler(size_t max_nodes) const {
-    std::vector<ggml_backend_t> backends;
-    backends.push_back(main_);
+Scheduler::Scheduler(const Backend & backend, size_t max_nodes) {
+    cpu_ = ggml_backend_dev_init(backend.cpu_device(), nullptr);
+    if (!cpu_) fail(ErrorKind::Backend, "could not initialise the ggml CPU backend");
+    // the thread count through the registry: the same call works when the CPU backend is a loaded module
+    ggml_backend_reg_t cpu_reg = ggml_backend_dev_backend_reg(backend.cpu_device());
+    auto set_threads = (ggml_backend_set_n_threads_t) ggml_backend_reg_get_proc_address(cpu_reg,
+                                                                                       "ggml_backend_set_n_threads");
+    if (set_threads) set_threads(cpu_, backend.n_threads());
+    // No persistent ggml thread pool: its workers would not exist in a fork()ed child, where the
+    // next graph would wait for them forever; ggml's per-graph threads measured within noise of it.
+    if (backend.main_is_cpu()) {
+        main_ = cpu_;
+    } else {
+        main_ = ggml_backend_dev_init(backend.device(), nullptr);
+        if (!main_) {
+            ggml_backend_free(cpu_);
+            fail(ErrorKind::Backend, strfmt("could not initialise device %s", backend.device_name().c_str()));
+        }
+    }
+    std::vector<ggml_backend_t> backends{main_};
     if (main_ != cpu_) backends.push_back(cpu_);
-    ggml_backend_sched_t s =
-        ggml_backend_sched_new(backends.data(), nullptr, int(backends.size()), max_nodes, false, true);
-    if (!s) fail(ErrorKind::Backend, "could not create a ggml scheduler");
-    return s;
+    sched_ = ggml_backend_sched_new(backends.data(), nullptr, int(backends.size()), max_nodes, false, true);
+    if (!sched_) {
+        if (main_ != cpu_) ggml_backend_free(main_);
+        ggml_backend_free(cpu_);
+        fail(ErrorKind::Backend, "could not create a ggml scheduler");
+    }
+}
+
+Scheduler::~Scheduler() {
+    ggml_backend_sched_free(sched_);
+    if (main_ != cpu_) ggml_backend_free(main_);
+    ggml_backend_free(cpu_);
 }
 
 }  // namespace mimo

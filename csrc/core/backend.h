@@ -1,9 +1,11 @@
-// Compute device selection through ggml's backend registry, thread count,
-// and the per-graph scheduler. One Backend is shared by every model and
-// session that runs on the same device.
+// Compute device selection through ggml's backend registry and thread
+// count (Backend: shared by a model and all its sessions), and the per-graph
+// scheduler (Scheduler: one per session, on backend instances of its own).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,19 +26,19 @@ std::vector<DeviceInfo> list_devices();
 class Backend {
 public:
     // device: "auto" (first GPU, else CPU), "cpu", "cuda", "cuda:N", "metal",
-    // "gpu", "gpu:N", or a ggml device name ("CUDA0"). n_threads <= 0: all cores.
+    // "gpu", "gpu:N", or a ggml device name ("CUDA0"). n_threads: none for
+    // all cores, else 1..max_thread_count() (InvalidArgument outside).
     // repack_weights: on CPU, store quantized matmul weights in ggml's
     // repacked (interleaved) layouts: faster prefill, slower single-token
     // decode on AVX2 machines; a plain layout gets huge pages instead.
-    Backend(const std::string & device, int n_threads, bool repack_weights = true);
+    Backend(const std::string & device, std::optional<int64_t> n_threads, bool repack_weights = true);
     ~Backend();
     Backend(const Backend &) = delete;
     Backend & operator=(const Backend &) = delete;
 
-    ggml_backend_t main() const { return main_; }  // where graphs run
-    ggml_backend_t cpu() const { return cpu_; }    // always present (fallback ops, host tables)
-    bool main_is_cpu() const { return main_ == cpu_; }
-    ggml_backend_dev_t device() const { return dev_; }
+    bool main_is_cpu() const { return dev_ == cpu_dev_; }
+    ggml_backend_dev_t device() const { return dev_; }      // where graphs run
+    ggml_backend_dev_t cpu_device() const { return cpu_dev_; }  // fallback ops, host tables
     const std::string & device_name() const { return device_name_; }
     int n_threads() const { return n_threads_; }
     bool repack_weights() const { return repack_weights_; }
@@ -46,13 +48,9 @@ public:
     ggml_backend_buffer_type_t weight_buffer_type() const;
     const std::vector<ggml_backend_buffer_type_t> & cpu_extra_buffer_types() const { return cpu_extra_bufts_; }
 
-    // A new scheduler over (main, cpu) sized for graphs of up to max_nodes.
-    ggml_backend_sched_t new_scheduler(size_t max_nodes) const;
-
 private:
-    ggml_backend_t main_ = nullptr;
-    ggml_backend_t cpu_ = nullptr;
     ggml_backend_dev_t dev_ = nullptr;
+    ggml_backend_dev_t cpu_dev_ = nullptr;
     std::string device_name_;
     int n_threads_ = 1;
     bool repack_weights_ = true;
@@ -60,5 +58,25 @@ private:
 };
 
 int default_thread_count();
+// The largest n_threads accepted: a few times the cores (more only thrashes).
+int max_thread_count();
+
+// A ggml scheduler over fresh backend instances of a Backend's devices (main,
+// plus the CPU for ops and host tensors the device lacks). ggml backends keep
+// per-instance compute state (the CPU backend's work buffer, a GPU stream),
+// so each session computes on instances of its own while sharing the
+// weights, which live in buffers of the devices, not of the instances.
+class Scheduler {
+public:
+    Scheduler(const Backend & backend, size_t max_nodes);
+    ~Scheduler();
+    Scheduler(const Scheduler &) = delete;
+    Scheduler & operator=(const Scheduler &) = delete;
+    ggml_backend_sched_t get() const { return sched_; }
+
+private:
+    ggml_backend_t main_ = nullptr, cpu_ = nullptr;
+    ggml_backend_sched_t sched_ = nullptr;
+};
 
 }  // namespace mimo

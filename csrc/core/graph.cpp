@@ -44,6 +44,25 @@ ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, gg
     return ggml_reshape_2d(ctx, out, head_dim_v * n_head, n_tokens);  // out is (head_dim_v, n_head, T)
 }
 
+ggml_tensor * rope_neox(ggml_context * ctx, ggml_tensor * x, ggml_tensor * positions, int64_t n_rot, float base,
+                        ggml_tensor * freq_factors) {
+    // no context extension: original context 0, freq scale 1, no YaRN ramp
+    return ggml_rope_ext(ctx, x, positions, freq_factors, int(n_rot), GGML_ROPE_TYPE_NEOX, 0, base, 1.0f, 0.0f, 1.0f,
+                         0.0f, 0.0f);
+}
+
+ggml_tensor * cached_attention(ggml_context * ctx, ggml_cgraph * gf, const KvCache & kv, size_t il, ggml_tensor * q,
+                               ggml_tensor * k, ggml_tensor * v, ggml_tensor * slots, int64_t n_kv, ggml_tensor * mask,
+                               float scale, ggml_tensor * sinks) {
+    const int64_t hd_k = k->ne[0], n_head_kv = k->ne[1], T = k->ne[2];
+    const int64_t hd_v = v->ne[0] / n_head_kv;
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(il), ggml_reshape_2d(ctx, k, hd_k * n_head_kv, T), slots));
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(il), v, slots));
+    ggml_tensor * kc = cache_heads_view(ctx, kv.k(il), hd_k, n_head_kv, n_kv);
+    ggml_tensor * vc = cache_heads_view(ctx, kv.v(il), hd_v, n_head_kv, n_kv);
+    return attention(ctx, q, kc, vc, mask, scale, sinks);
+}
+
 GraphArena::GraphArena(size_t max_nodes) {
     ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
                             true};

@@ -2,6 +2,7 @@
 // blocks and attention over a KV cache. Each returns a new ggml node.
 #pragma once
 
+#include "core/kv_cache.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -27,6 +28,20 @@ ggml_tensor * row_slice(ggml_context * ctx, ggml_tensor * x, int64_t offset, int
 // returns (head_dim_v * n_head, T)
 ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, ggml_tensor * v, ggml_tensor * mask,
                         float scale, ggml_tensor * sinks = nullptr);
+
+// NeoX (rotate-half) RoPE over the first n_rot dims of each head of
+// x (head_dim, n_head, T) at `positions` (I32, T); the other dims pass
+// through. freq_factors (F32, n_rot/2) divides each pair's frequency.
+ggml_tensor * rope_neox(ggml_context * ctx, ggml_tensor * x, ggml_tensor * positions, int64_t n_rot, float base,
+                        ggml_tensor * freq_factors = nullptr);
+
+// Writes this graph's K (head_dim_k, n_head_kv, T) and V (n_head_kv *
+// head_dim_v, T) into cache layer `il` at `slots`, then attends q over the
+// first n_kv cache rows (see attention()). q and mask may cover only the
+// last rows of the graph (K/V are written for all of them).
+ggml_tensor * cached_attention(ggml_context * ctx, ggml_cgraph * gf, const KvCache & kv, size_t il, ggml_tensor * q,
+                               ggml_tensor * k, ggml_tensor * v, ggml_tensor * slots, int64_t n_kv, ggml_tensor * mask,
+                               float scale, ggml_tensor * sinks = nullptr);
 
 // The metadata-only ggml context a graph of up to max_nodes nodes is built in,
 // and that graph; sessions derive their kept-for-reuse graph state from it.

@@ -12,8 +12,18 @@ ggml_type parse_kv_type(const std::string & name) {
     fail(ErrorKind::InvalidArgument, strfmt("kv_type must be 'f16', 'f32' or 'q8_0', got '%s'", name.c_str()));
 }
 
-KvCache::KvCache(std::shared_ptr<Backend> backend, const std::vector<KvLayerShape> & layers, ggml_type type)
-    : backend_(std::move(backend)), type_(type) {
+KvCache::KvCache(const Backend & backend, const std::vector<KvLayerShape> & layers, ggml_type type) : type_(type) {
+    // refuse sizes no device has before ggml sees them (its size arithmetic would overflow)
+    long double total = 0;
+    for (const KvLayerShape & s : layers) {
+        total += (long double) (s.k_width + s.v_width) * (long double) s.n_slots * ggml_type_size(type) /
+                 ggml_blck_size(type);
+    }
+    if (total > (long double) (uint64_t(1) << 46)) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("the KV cache would need %.3g GiB; lower n_ctx (it holds one row per position)",
+                    double(total / (1024.0L * 1024 * 1024))));
+    }
     ggml_init_params params{ggml_tensor_overhead() * (2 * layers.size() + 4), nullptr, true};
     ctx_ = ggml_init(params);
     for (size_t il = 0; il < layers.size(); ++il) {
@@ -29,7 +39,7 @@ KvCache::KvCache(std::shared_ptr<Backend> backend, const std::vector<KvLayerShap
         ggml_format_name(k_.back(), "cache_k_l%zu", il);
         ggml_format_name(v_.back(), "cache_v_l%zu", il);
     }
-    buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, backend_->weight_buffer_type());
+    buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, backend.weight_buffer_type());
     if (!buffer_) {
         ggml_free(ctx_);
         fail(ErrorKind::Backend, "out of memory allocating the KV cache; lower n_ctx or use kv_type='q8_0'");

@@ -25,7 +25,7 @@ ggml_type parse_kv_type(const std::string & name);
 
 class KvCache {
 public:
-    KvCache(std::shared_ptr<Backend> backend, const std::vector<KvLayerShape> & layers, ggml_type type);
+    KvCache(const Backend & backend, const std::vector<KvLayerShape> & layers, ggml_type type);
     ~KvCache();
     KvCache(const KvCache &) = delete;
     KvCache & operator=(const KvCache &) = delete;
@@ -33,12 +33,12 @@ public:
     ggml_tensor * k(size_t layer) const { return k_[layer]; }
     ggml_tensor * v(size_t layer) const { return v_[layer]; }
     int64_t n_slots(size_t layer) const { return k_[layer]->ne[1]; }
+    size_t n_layers() const { return k_.size(); }
     ggml_type type() const { return type_; }
     size_t bytes() const;
     size_t bytes_per_position() const;  // over layers that hold every position
 
 private:
-    std::shared_ptr<Backend> backend_;
     ggml_type type_;
     ggml_context * ctx_ = nullptr;
     ggml_backend_buffer_t buffer_ = nullptr;

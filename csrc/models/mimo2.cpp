@@ -211,7 +211,7 @@ std::vector<KvLayerShape> Mimo2Model::kv_shapes(int64_t n_ctx, int64_t swa_slots
 }
 
 ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, ggml_tensor * h, int il,
-                                          const Mimo2GraphInputs & in, const KvCache & kv) const {
+                                          const DecoderInputs & in, const KvCache & kv) const {
     const Mimo2Layer & L = layers_[size_t(il)];
     const bool swa = hp_.swa[size_t(il)] != 0;
     const int64_t dk = hp_.head_dim_k, dv = hp_.head_dim_v, T = in.positions->ne[0];
@@ -231,10 +231,8 @@ ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, 
     }
     // partial NeoX RoPE: the first n_rot dims of each 192-wide head rotate, the rest pass through
     const float base = swa ? hp_.rope_base_swa : hp_.rope_base;
-    q = ggml_rope_ext(ctx, q, in.positions, nullptr, int(hp_.n_rot), GGML_ROPE_TYPE_NEOX, 0, base, 1.0f, 0.0f, 1.0f,
-                      0.0f, 0.0f);
-    k = ggml_rope_ext(ctx, k, in.positions, nullptr, int(hp_.n_rot), GGML_ROPE_TYPE_NEOX, 0, base, 1.0f, 0.0f, 1.0f,
-                      0.0f, 0.0f);
+    q = rope_neox(ctx, q, in.positions, hp_.n_rot, base);
+    k = rope_neox(ctx, k, in.positions, hp_.n_rot, base);
     // V is scaled before caching (spec §3.1), so the cache holds what SGLang/vLLM hold
     if (hp_.value_scale != 1.0f) {
         if (!ggml_is_contiguous(v)) v = ggml_cont(ctx, v);  // a view into the fused qkv rows
@@ -244,11 +242,8 @@ ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, 
     ggml_tensor * slots = swa ? in.slots_swa : in.slots_full;
     ggml_tensor * mask = swa ? in.mask_swa : in.mask_full;
     const int64_t n_kv = swa ? in.n_kv_swa : in.n_kv_full;
-    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(size_t(il)), ggml_reshape_2d(ctx, k, k_rows, T), slots));
-    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(size_t(il)), v, slots));
-    ggml_tensor * kc = cache_heads_view(ctx, kv.k(size_t(il)), dk, nkv, n_kv);
-    ggml_tensor * vc = cache_heads_view(ctx, kv.v(size_t(il)), dv, nkv, n_kv);
-    ggml_tensor * attn = attention(ctx, q, kc, vc, mask, 1.0f / std::sqrt(float(dk)), L.sinks);
+    ggml_tensor * attn = cached_attention(ctx, gf, kv, size_t(il), q, k, v, slots, n_kv, mask,
+                                          1.0f / std::sqrt(float(dk)), L.sinks);
     return linear(ctx, attn, L.wo);
 }
 
@@ -280,10 +275,11 @@ ggml_tensor * Mimo2Model::moe_block(ggml_context * ctx, ggml_tensor * h, const M
     return out;
 }
 
-Mimo2GraphOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Mimo2GraphInputs & in,
-                                    const KvCache & kv) const {
+DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
+                                 const KvCache & kv) const {
     const int64_t T = in.positions->ne[0];
-    ggml_tensor * x = ggml_get_rows(ctx, tok_embd_, in.tokens);  // (H, T) F32
+    ggml_tensor * inputs = decoder_input_rows(ctx, tok_embd_, in);  // (H, T) F32
+    ggml_tensor * x = inputs;
     for (int il = 0; il < hp_.n_layer; ++il) {
         const Mimo2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
@@ -297,11 +293,7 @@ Mimo2GraphOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const 
         h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
         x = ggml_add(ctx, x, L.moe() ? moe_block(ctx, h, L) : swiglu_ffn(ctx, h, L.gate, L.up, L.down));
     }
-    Mimo2GraphOutputs out;
-    out.logits = ggml_mul_mat(ctx, output_, rms_norm(ctx, x, output_norm_, hp_.rms_eps));
-    ggml_set_output(out.logits);
-    ggml_build_forward_expand(gf, out.logits);
-    return out;
+    return decoder_outputs(ctx, gf, in, inputs, rms_norm(ctx, x, output_norm_, hp_.rms_eps), output_);
 }
 
 }  // namespace mimo

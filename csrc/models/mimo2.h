@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/decoder.h"
 #include "core/gguf_file.h"
 #include "core/kv_cache.h"
 #include "core/weights.h"
@@ -66,40 +67,30 @@ struct Mimo2Layer {
     bool moe() const { return router != nullptr; }
 };
 
-// Inputs of one forward graph (created by the session in the graph context).
-// Full-attention layers write slot positions `slots_full` and read the first
-// n_kv_full rows under `mask_full`; SWA layers do the same with the *_swa
-// inputs over their ring. Inputs of a layer kind the model lacks are null.
-struct Mimo2GraphInputs {
-    ggml_tensor * tokens = nullptr;     // I32 (T)
-    ggml_tensor * positions = nullptr;  // I32 (T), absolute
-    ggml_tensor * slots_full = nullptr, * slots_swa = nullptr;  // I64 (T)
-    ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)
-    int64_t n_kv_full = 0, n_kv_swa = 0;
-    int64_t n_out = 1;  // the last n_out positions get logits
-};
-
-struct Mimo2GraphOutputs {
-    ggml_tensor * logits = nullptr;  // (n_vocab, n_out)
-};
-
-class Mimo2Model {
+class Mimo2Model : public DecoderModel {
 public:
     // Declares every tensor with the store (loading happens in store.load()).
     Mimo2Model(const GgufFile & file, WeightStore & store);
 
     const Mimo2HParams & hparams() const { return hp_; }
     const Mimo2Layer & layer(int il) const { return layers_[size_t(il)]; }
-    // KV layout: full layers hold n_ctx positions, SWA layers a ring of swa_slots.
-    std::vector<KvLayerShape> kv_shapes(int64_t n_ctx, int64_t swa_slots) const;
-    size_t max_graph_nodes() const { return size_t(160 * hp_.n_layer + 512); }
 
-    Mimo2GraphOutputs build(ggml_context * ctx, ggml_cgraph * gf, const Mimo2GraphInputs & in,
-                            const KvCache & kv) const;
+    int64_t n_vocab() const override { return hp_.n_vocab; }
+    int64_t n_embd() const override { return hp_.n_embd; }
+    int64_t n_ctx_train() const override { return hp_.n_ctx_train; }
+    bool has_full_layers() const override { return hp_.any_full(); }
+    bool has_swa_layers() const override { return hp_.any_swa(); }
+    int64_t default_window_keys() const override { return hp_.window_keys; }
+    bool is_swa_layer(size_t il) const override { return hp_.swa[il] != 0; }
+    // KV layout: full layers hold n_ctx positions, SWA layers a ring of swa_slots.
+    std::vector<KvLayerShape> kv_shapes(int64_t n_ctx, int64_t swa_slots) const override;
+    size_t max_graph_nodes() const override { return size_t(160 * hp_.n_layer + 512); }
+    DecoderOutputs build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
+                         const KvCache & kv) const override;
 
 private:
     ggml_tensor * attention_block(ggml_context * ctx, ggml_cgraph * gf, ggml_tensor * h, int il,
-                                  const Mimo2GraphInputs & in, const KvCache & kv) const;
+                                  const DecoderInputs & in, const KvCache & kv) const;
     ggml_tensor * moe_block(ggml_context * ctx, ggml_tensor * h, const Mimo2Layer & L) const;
 
     Mimo2HParams hp_;

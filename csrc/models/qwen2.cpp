@@ -68,22 +68,19 @@ Qwen2Model::Qwen2Model(const GgufFile & file, WeightStore & store, const std::st
     }
 }
 
-std::vector<KvLayerShape> Qwen2Model::kv_shapes(int64_t n_ctx) const {
+std::vector<KvLayerShape> Qwen2Model::kv_shapes(int64_t n_ctx, int64_t) const {
     const int64_t w = hp_.n_head_kv * hp_.head_dim;
     return std::vector<KvLayerShape>(size_t(hp_.n_layer), KvLayerShape{w, w, hp_.head_dim, n_ctx});
 }
 
-ggml_tensor * Qwen2Model::embed_tokens(ggml_context * ctx, ggml_tensor * ids) const {
-    return ggml_get_rows(ctx, tok_embd_, ids);
-}
-
-LmGraphOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const LmGraphInputs & in,
+DecoderOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
                                  const KvCache & kv) const {
     const int64_t hd = hp_.head_dim, T = in.positions->ne[0];
     const int64_t q_rows = hp_.n_head * hd, kv_rows = hp_.n_head_kv * hd;
     const float scale = 1.0f / std::sqrt(float(hd));
 
-    ggml_tensor * x = in.tokens ? embed_tokens(ctx, in.tokens) : in.embeddings;
+    ggml_tensor * inputs = decoder_input_rows(ctx, tok_embd_, in);
+    ggml_tensor * x = inputs;
     for (int il = 0; il < hp_.n_layer; ++il) {
         const Qwen2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
@@ -99,36 +96,24 @@ LmGraphOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const LmG
             k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk, L.bk), hd, hp_.n_head_kv, T);
             v = linear(ctx, h, L.wv, L.bv);
         }
-        q = ggml_rope_ext(ctx, q, in.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, in.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
-        // write this step's K/V into their cache slots, then attend over the cache
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(size_t(il)), ggml_reshape_2d(ctx, k, kv_rows, T), in.slots));
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(size_t(il)), v, in.slots));
-        ggml_tensor * kc = cache_heads_view(ctx, kv.k(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
-        ggml_tensor * vc = cache_heads_view(ctx, kv.v(size_t(il)), hd, hp_.n_head_kv, in.n_kv);
-        ggml_tensor * mask = in.mask;
+        q = rope_neox(ctx, q, in.positions, hd, hp_.rope_theta);
+        k = rope_neox(ctx, k, in.positions, hd, hp_.rope_theta);
+        ggml_tensor * mask = in.mask_full;
         if (il == hp_.n_layer - 1 && in.n_out < T) {
-            // every row's K/V is cached above; past this point only the rows whose outputs are wanted
+            // every row's K/V is cached by this layer; past it only the rows whose outputs are wanted
             // matter, so the last layer's attention, projection and FFN run on those alone
             q = ggml_view_3d(ctx, q, hd, hp_.n_head, in.n_out, q->nb[1], q->nb[2], size_t(T - in.n_out) * q->nb[2]);
-            mask = row_slice(ctx, in.mask, T - in.n_out, in.n_out);
+            mask = row_slice(ctx, in.mask_full, T - in.n_out, in.n_out);
             x = row_slice(ctx, x, T - in.n_out, in.n_out);
         }
-        ggml_tensor * attn = attention(ctx, q, kc, vc, mask, scale);
+        ggml_tensor * attn =
+            cached_attention(ctx, gf, kv, size_t(il), q, k, v, in.slots_full, in.n_kv_full, mask, scale);
         x = ggml_add(ctx, x, linear(ctx, attn, L.wo));
         h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
         x = ggml_add(ctx, x, swiglu_ffn(ctx, h, L.gate, L.up, L.down));
     }
     // Only the positions that need logits go through the final norm and head.
-    LmGraphOutputs out;
-    out.hidden = rms_norm(ctx, x, final_norm_, hp_.rms_eps);
-    out.logits = ggml_mul_mat(ctx, lm_head_, out.hidden);
-    ggml_set_output(out.hidden);
-    ggml_set_output(out.logits);
-    ggml_build_forward_expand(gf, out.logits);
-    return out;
+    return decoder_outputs(ctx, gf, in, inputs, rms_norm(ctx, x, final_norm_, hp_.rms_eps), lm_head_);
 }
 
 }  // namespace mimo

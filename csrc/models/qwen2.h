@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/decoder.h"
 #include "core/gguf_file.h"
 #include "core/kv_cache.h"
 #include "core/weights.h"
@@ -42,33 +43,25 @@ struct Qwen2Layer {
     ggml_tensor * gate = nullptr, * up = nullptr, * down = nullptr;
 };
 
-// Inputs of one forward graph, created by the session in the graph context.
-struct LmGraphInputs {
-    ggml_tensor * tokens = nullptr;      // I32 (T) — or:
-    ggml_tensor * embeddings = nullptr;  // F32 (n_embd, T)
-    ggml_tensor * positions = nullptr;   // I32 (T)
-    ggml_tensor * slots = nullptr;       // I64 (T): KV rows written
-    ggml_tensor * mask = nullptr;        // F16 (n_kv, T)
-    int64_t n_kv = 0;                    // cache rows the graph reads
-    int64_t n_out = 1;                   // last n_out positions get logits
-};
-
-struct LmGraphOutputs {
-    ggml_tensor * logits = nullptr;  // (n_vocab, n_out)
-    ggml_tensor * hidden = nullptr;  // (n_embd, n_out), after the final norm
-};
-
-class Qwen2Model {
+// Full causal attention in every layer (no sliding window).
+class Qwen2Model : public DecoderModel {
 public:
     // Registers every LM tensor with the store (loading happens in store.load()).
     Qwen2Model(const GgufFile & file, WeightStore & store, const std::string & key_prefix);
 
     const Qwen2HParams & hparams() const { return hp_; }
     bool fused_qkv(int layer) const { return layers_[size_t(layer)].wqkv != nullptr; }
-    std::vector<KvLayerShape> kv_shapes(int64_t n_ctx) const;
 
-    ggml_tensor * embed_tokens(ggml_context * ctx, ggml_tensor * ids) const;
-    LmGraphOutputs build(ggml_context * ctx, ggml_cgraph * gf, const LmGraphInputs & in, const KvCache & kv) const;
+    int64_t n_vocab() const override { return hp_.n_vocab; }
+    int64_t n_embd() const override { return hp_.n_embd; }
+    int64_t n_ctx_train() const override { return hp_.n_ctx_train; }
+    bool has_full_layers() const override { return true; }
+    bool has_swa_layers() const override { return false; }
+    bool is_swa_layer(size_t) const override { return false; }
+    std::vector<KvLayerShape> kv_shapes(int64_t n_ctx, int64_t swa_slots) const override;
+    size_t max_graph_nodes() const override { return size_t(64 * hp_.n_layer + 512); }
+    DecoderOutputs build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
+                         const KvCache & kv) const override;
 
 private:
     Qwen2HParams hp_;

@@ -6,50 +6,39 @@
 #include "core/errors.h"
 #include "core/graph.h"
 #include "core/log.h"
-#include "models/mimo_asr_names.h"
-#include "models/mimo_tokenizer_names.h"
+#include "sessions/asr_model.h"
 
 namespace mimo {
-
-AsrAdapterWeights::AsrAdapterWeights(const std::string & path, std::shared_ptr<Backend> backend)
-    : LoadedModel(open_gguf_of_arch(path, names::asr::kArch, "a MiMo-V2.5-ASR GGUF with the audio adapter",
-                                    {{names::tok::kArch, "this is the audio-tokenizer file; the audio adapter lives "
-                                                         "in the MiMo-ASR model file"}}),
-                  std::move(backend), [](const GgufFile & file, WeightStore & store) {
-                      return std::make_unique<AsrAdapterModel>(file, store);
-                  }) {
-    model_->finish_load();
-}
 
 struct AsrAdapterSession::Graph : GraphArena {
     using GraphArena::GraphArena;
     AsrAdapterGraph g;
 };
 
-AsrAdapterSession::AsrAdapterSession(std::shared_ptr<const AsrAdapterWeights> weights)
-    : weights_(std::move(weights)) {
-    sched_ = weights_->backend()->new_scheduler(weights_->model().max_nodes());
+AsrAdapterSession::AsrAdapterSession(std::shared_ptr<const AsrLmWeights> weights)
+    : weights_(std::move(weights)), model_(weights_->adapter()) {
+    sched_ = std::make_unique<Scheduler>(*weights_->backend(), model_.max_nodes());
 }
 
 AsrAdapterSession::~AsrAdapterSession() {
-    graph_.reset();
-    if (sched_) ggml_backend_sched_free(sched_);
+    graph_.reset();  // before the scheduler that allocated it
+    sched_.reset();
 }
 
 AsrAdapterSession::Graph & AsrAdapterSession::prepare(int64_t n_groups) {
     if (graph_ && graph_->g.n_groups == n_groups) return *graph_;
     graph_.reset();
-    const size_t max_nodes = weights_->model().max_nodes();
+    const size_t max_nodes = model_.max_nodes();
     auto g = std::make_unique<Graph>(max_nodes);
-    g->g = weights_->model().build(g->ctx, g->gf, n_groups);
-    sched_alloc_graph(sched_, g->gf, "audio-adapter");
+    g->g = model_.build(g->ctx, g->gf, n_groups);
+    sched_alloc_graph(sched_->get(), g->gf, "audio-adapter");
     graph_ = std::move(g);
     return *graph_;
 }
 
 void AsrAdapterSession::run_chunk(const int32_t * codes, int64_t n_groups, bool keep_stages,
                                   AsrAdapterResult & out) {
-    const AsrAdapterHParams & hp = weights_->model().hparams();
+    const AsrAdapterHParams & hp = model_.hparams();
     const int64_t C = hp.n_channels, S = hp.group_size, N = S * n_groups;
     Graph & g = prepare(n_groups);
 
@@ -69,7 +58,7 @@ void AsrAdapterSession::run_chunk(const int32_t * codes, int64_t n_groups, bool 
         }
         ggml_backend_tensor_set(g.g.mask, mask.data(), 0, mask.size() * sizeof(float));
     }
-    if (ggml_backend_sched_graph_compute(sched_, g.gf) != GGML_STATUS_SUCCESS) {
+    if (ggml_backend_sched_graph_compute(sched_->get(), g.gf) != GGML_STATUS_SUCCESS) {
         fail(ErrorKind::Backend, "the audio-adapter graph failed to compute");
     }
 
@@ -91,7 +80,7 @@ void AsrAdapterSession::run_chunk(const int32_t * codes, int64_t n_groups, bool 
 }
 
 AsrAdapterResult AsrAdapterSession::run(const int32_t * codes, int64_t n_frames, bool keep_stages) {
-    const AsrAdapterHParams & hp = weights_->model().hparams();
+    const AsrAdapterHParams & hp = model_.hparams();
     const int64_t C = hp.n_channels, S = hp.group_size;
     if (n_frames < 0 || n_frames % S != 0) {
         fail(ErrorKind::InvalidArgument,

@@ -1,7 +1,7 @@
-// The ASR audio adapter as a loaded, immutable object (AsrAdapterWeights,
-// read from the same mimo_asr GGUF as the LM: only the audio.* tensors) and
-// the runner over it (AsrAdapterSession: scheduler and the reusable graph).
-// One call turns the codes of G audio groups into G LM input rows.
+// The runner of the ASR audio adapter (AsrAdapterSession: its scheduler and
+// the reusable graph) over the adapter part of a loaded mimo_asr file
+// (AsrLmWeights, sessions/asr_model.h). One call turns the codes of G audio
+// groups into G LM input rows.
 #pragma once
 
 #include <cstdint>
@@ -10,17 +10,11 @@
 #include <vector>
 
 #include "core/backend.h"
-#include "core/gguf_file.h"
-#include "core/loaded_model.h"
-#include "core/weights.h"
 #include "models/asr_adapter.h"
 
 namespace mimo {
 
-class AsrAdapterWeights : public LoadedModel<AsrAdapterModel> {
-public:
-    AsrAdapterWeights(const std::string & path, std::shared_ptr<Backend> backend);
-};
+class AsrLmWeights;
 
 struct AsrAdapterResult {
     int64_t n_groups = 0;
@@ -31,7 +25,7 @@ struct AsrAdapterResult {
 
 class AsrAdapterSession {
 public:
-    explicit AsrAdapterSession(std::shared_ptr<const AsrAdapterWeights> weights);
+    explicit AsrAdapterSession(std::shared_ptr<const AsrLmWeights> weights);
     ~AsrAdapterSession();
     AsrAdapterSession(const AsrAdapterSession &) = delete;
     AsrAdapterSession & operator=(const AsrAdapterSession &) = delete;
@@ -42,7 +36,7 @@ public:
     // nothing. Raises InvalidArgument otherwise.
     AsrAdapterResult run(const int32_t * codes, int64_t n_frames, bool keep_stages);
 
-    const AsrAdapterWeights & weights() const { return *weights_; }
+    const AsrAdapterModel & model() const { return model_; }
 
     // groups per graph: bounds the activation memory of very long inputs
     static constexpr int64_t kMaxGroupsPerGraph = 256;
@@ -52,8 +46,9 @@ private:
     Graph & prepare(int64_t n_groups);
     void run_chunk(const int32_t * codes, int64_t n_groups, bool keep_stages, AsrAdapterResult & out);
 
-    std::shared_ptr<const AsrAdapterWeights> weights_;
-    ggml_backend_sched_t sched_ = nullptr;
+    std::shared_ptr<const AsrLmWeights> weights_;
+    const AsrAdapterModel & model_;
+    std::unique_ptr<Scheduler> sched_;
     std::unique_ptr<Graph> graph_;  // the last graph, kept for reuse
 };
 

@@ -38,19 +38,12 @@ size_t encoder_max_nodes(const AudioTokenizerHParams & hp) {
 
 AudioTokenizerSession::AudioTokenizerSession(std::shared_ptr<const AudioTokenizerWeights> weights)
     : weights_(std::move(weights)) {
-    sched_enc_ = weights_->backend()->new_scheduler(encoder_max_nodes(weights_->model().hparams()));
-    try {
-        sched_rvq_ = weights_->backend()->new_scheduler(64);
-    } catch (...) {
-        ggml_backend_sched_free(sched_enc_);
-        throw;
-    }
+    sched_enc_ = std::make_unique<Scheduler>(*weights_->backend(), encoder_max_nodes(weights_->model().hparams()));
+    sched_rvq_ = std::make_unique<Scheduler>(*weights_->backend(), 64);
 }
 
 AudioTokenizerSession::~AudioTokenizerSession() {
-    graph_.reset();
-    if (sched_enc_) ggml_backend_sched_free(sched_enc_);
-    if (sched_rvq_) ggml_backend_sched_free(sched_rvq_);
+    graph_.reset();  // before the scheduler that allocated it
 }
 
 AudioTokenizerSession::Graph & AudioTokenizerSession::prepare(int64_t t_mel, bool keep_stages) {
@@ -60,7 +53,7 @@ AudioTokenizerSession::Graph & AudioTokenizerSession::prepare(int64_t t_mel, boo
     auto g = std::make_unique<Graph>(max_nodes);
     g->keep_stages = keep_stages;
     g->enc = weights_->model().build_encoder(g->ctx, g->gf, t_mel, keep_stages);
-    sched_alloc_graph(sched_enc_, g->gf, "audio-tokenizer");
+    sched_alloc_graph(sched_enc_->get(), g->gf, "audio-tokenizer");
     graph_ = std::move(g);
     return *graph_;
 }
@@ -109,7 +102,7 @@ TokenizerResult AudioTokenizerSession::encode_mel(const float * mel, int64_t t_m
     std::vector<int32_t> pos(size_t(g.enc.t_enc));
     for (int64_t i = 0; i < g.enc.t_enc; ++i) pos[size_t(i)] = int32_t(i);
     ggml_backend_tensor_set(g.enc.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
-    if (ggml_backend_sched_graph_compute(sched_enc_, g.gf) != GGML_STATUS_SUCCESS) {
+    if (ggml_backend_sched_graph_compute(sched_enc_->get(), g.gf) != GGML_STATUS_SUCCESS) {
         fail(ErrorKind::Backend, "the audio-tokenizer encoder graph failed to compute");
     }
 
@@ -158,14 +151,14 @@ void AudioTokenizerSession::quantize(const std::vector<float> & pooled, int64_t 
             ggml_set_output(dt);
             ggml_cgraph * gf = ggml_new_graph_custom(ctx, 64, false);
             ggml_build_forward_expand(gf, dt);
-            sched_alloc_graph(sched_rvq_, gf, "RVQ");
+            sched_alloc_graph(sched_rvq_->get(), gf, "RVQ");
             ggml_backend_tensor_set(rin, r.data(), 0, r.size() * sizeof(float));
-            if (ggml_backend_sched_graph_compute(sched_rvq_, gf) != GGML_STATUS_SUCCESS) {
+            if (ggml_backend_sched_graph_compute(sched_rvq_->get(), gf) != GGML_STATUS_SUCCESS) {
                 fail(ErrorKind::Backend, "the RVQ distance graph failed to compute");
             }
             dist.resize(size_t(K * t_code));
             ggml_backend_tensor_get(dt, dist.data(), 0, dist.size() * sizeof(float));
-            ggml_backend_sched_reset(sched_rvq_);
+            ggml_backend_sched_reset(sched_rvq_->get());
         } catch (...) {
             ggml_free(ctx);
             throw;

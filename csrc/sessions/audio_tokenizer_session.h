@@ -66,8 +66,8 @@ private:
     void quantize(const std::vector<float> & pooled, int64_t t_code, TokenizerResult & out);
 
     std::shared_ptr<const AudioTokenizerWeights> weights_;
-    ggml_backend_sched_t sched_enc_ = nullptr;
-    ggml_backend_sched_t sched_rvq_ = nullptr;
+    std::unique_ptr<Scheduler> sched_enc_;
+    std::unique_ptr<Scheduler> sched_rvq_;
     std::unique_ptr<Graph> graph_;  // the last encoder graph, kept for reuse
 };
 

@@ -31,12 +31,15 @@ logging.getLogger("mimo_ggml").addHandler(logging.NullHandler())
 _LAZY = {
     "system_info": "mimo_ggml.system",
     "LanguageModel": "mimo_ggml.lm",
+    "AsrModel": "mimo_ggml.session",
     "Session": "mimo_ggml.session",
     "AsrAdapter": "mimo_ggml.adapter",
     "Transcription": "mimo_ggml.results",
     "Segment": "mimo_ggml.results",
-    "AudioTokenizer": "mimo_ggml.tokenizer",
+    "AudioTokenizer": "mimo_ggml.audio_tokenizer",
+    "TextModel": "mimo_ggml.text",
     "TextSession": "mimo_ggml.text",
+    "GenerationResult": "mimo_ggml.text",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ as the language model.
 Example::
 
     with AsrAdapter("mimo-asr-q4_k.gguf", n_threads=2) as adapter:
-        feats = adapter.features(pad_codes(codes))   # (G, 4096) float32
+        feats = adapter.features(codes)   # codes (4·G, 8) -> (G, 4096) float32
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import os
 import numpy as np
 
 from . import _core
-from .errors import InvalidArgumentError
+from .lifetime import Closeable
+from .arguments import optional_integer
 
 __all__ = ["AsrAdapter"]
 
 
-class AsrAdapter:
+class AsrAdapter(Closeable):
     """The speech embeddings, input local transformer and group downcast of
     a ``mimo_asr`` GGUF.
 
@@ -37,21 +38,19 @@ class AsrAdapter:
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", n_threads: int | None = None):
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads <= 0):
-            raise InvalidArgumentError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-        self._native = _core.AsrAdapter(os.fspath(path), device=device, n_threads=n_threads or 0)
+        self._native = _core.AsrAdapter(os.fspath(path), device=device, n_threads=optional_integer("n_threads", n_threads))
 
     # -- computation ----------------------------------------------------------
     def features(self, codes) -> np.ndarray:
         """LM input rows of audio groups: float32 (G, n_embd).
 
         ``codes`` is an integer array (group_size·G, channels) in time order
-        (already padded to a multiple of group_size frames, see
-        :func:`mimo_ggml.prompt.pad_codes`); every group is treated as speech.
+        (already padded to a multiple of group_size frames by repeating the
+        last frame, spec asr §7); every group is treated as speech.
         Codes must lie in [0, speech_vocab[c]); a code equal to its channel's
         empty id is masked (contributes nothing).
         """
-        return self._native.features(self._check(codes))
+        return self._native.features(codes)
 
     def stages(self, codes) -> dict:
         """Intermediate results for parity tests (spec asr.md §15):
@@ -59,30 +58,7 @@ class AsrAdapter:
         embeddings, ``ilt_output`` (G, group_size, input_dim) — after the
         input local transformer's final norm, and ``audio_features``
         (G, n_embd)."""
-        return self._native.stages(self._check(codes))
-
-    def _check(self, codes) -> np.ndarray:
-        a = np.asarray(codes)
-        if a.ndim != 2 or a.shape[1] != self.channels or (a.size and not np.issubdtype(a.dtype, np.integer)):
-            raise InvalidArgumentError(
-                f"codes must be an integer array of shape ({self.group_size}·G, {self.channels}), "
-                f"got shape {a.shape} dtype {a.dtype}"
-            )
-        if a.shape[0] % self.group_size:
-            raise InvalidArgumentError(
-                f"codes have {a.shape[0]} frames, not a multiple of the group size {self.group_size}; pad them "
-                "with mimo_ggml.prompt.pad_codes first"
-            )
-        if a.size:
-            vocab = np.asarray(self.speech_vocab)
-            bad = (a < 0) | (a >= vocab[None, :])
-            if bad.any():
-                t, c = (int(i) for i in np.argwhere(bad)[0])
-                raise InvalidArgumentError(
-                    f"code {int(a[t, c])} at frame {t}, channel {c} is outside [0, {int(vocab[c])}), the speech "
-                    "vocabulary of that channel"
-                )
-        return np.ascontiguousarray(a, dtype=np.int32)
+        return self._native.stages(codes)
 
     # -- properties -----------------------------------------------------------
     channels = property(lambda self: self._native.channels)
@@ -100,9 +76,3 @@ class AsrAdapter:
     def close(self) -> None:
         """Free the weights and compute buffers now (also done by ``with``)."""
         self._native.close()
-
-    def __enter__(self) -> "AsrAdapter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

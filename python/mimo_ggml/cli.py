@@ -207,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-tts", action="store_true", help="asr: leave out the TTS-only modules")
     conv.add_argument("--expert-type", help="mimo2: expert type (default lossless: MXFP4 -> mxfp4, AWQ -> q4_0 / "
                                             "q5_0; or bf16, f16, f32, q8_0, q4_1)")
-    conv.add_argument("--swa-window-keys", type=int, default=129,
-                      help="mimo2: keys a sliding-window query sees, stored in the file (129: SGLang / "
-                           "transformers, 128: vLLM / llama.cpp)")
+    conv.add_argument("--swa-window-keys", type=int, default=None,
+                      help="mimo2: keys a sliding-window query sees, stored in the file (default: the "
+                           "checkpoint's window + 1, 129 for the releases as SGLang / transformers; 128: vLLM / "
+                           "llama.cpp)")
     conv.add_argument("--fuse-qkv", action="store_true", help="mimo2: write a fused attn_qkv")
     conv.set_defaults(func=_cmd_convert)
 

@@ -1,7 +1,7 @@
-"""The low-level language-model handle: one loaded ASR language model
-(MiMo-V2.5-ASR's Qwen2 decoder, from a ``mimo_asr`` GGUF) plus one decoding
-context. It returns logits, steps one token at a time and accepts input
-embeddings as well as token ids (the ASR path feeds embeddings).
+"""The low-level language-model handle: the Qwen2 decoder of a MiMo-V2.5-ASR
+``mimo_asr`` GGUF loaded alone, with one decoding context. It returns logits
+for token ids or input embeddings (the ASR path feeds embeddings), one
+position or many at a time.
 
 Example::
 
@@ -9,20 +9,25 @@ Example::
         logits = lm.eval([151644, 872, 198])        # (1, n_vocab): last position
         nxt = int(logits[0].argmax())
         logits = lm.step(nxt)                        # (n_vocab,)
+
+Transcription goes through :class:`mimo_ggml.Session`, which runs the whole
+pipeline natively; this handle is for checking and experimenting.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from . import _core
-from .errors import InvalidArgumentError
+from .lifetime import Closeable
+from .arguments import optional_integer, text
+from .concurrency import OperationLock
 
 
-class LanguageModel:
+class LanguageModel(Closeable):
     """A MiMo-ASR language model with its KV cache.
 
     path: a ``mimo_asr`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
@@ -45,14 +50,15 @@ class LanguageModel:
         kv_type: str = "f16",
         repack_weights: bool = True,
     ):
-        if n_threads is not None and n_threads <= 0:
-            raise InvalidArgumentError(f"n_threads must be a positive integer or None, got {n_threads}")
-        if n_ctx is not None and n_ctx <= 0:
-            raise InvalidArgumentError(f"n_ctx must be a positive integer or None, got {n_ctx}")
-        self._native = _core.LanguageModel(
-            os.fspath(path), device=device, n_threads=n_threads or 0, n_ctx=n_ctx or 0, kv_type=kv_type,
-            repack_weights=repack_weights,
-        )
+        self._model = _core.AsrLanguageModel(os.fspath(path), device=text("device", device),
+                                             n_threads=optional_integer("n_threads", n_threads),
+                                             repack_weights=bool(repack_weights))
+        try:
+            self._native = self._model.session(n_ctx=optional_integer("n_ctx", n_ctx), kv_type=text("kv_type", kv_type))
+        except BaseException:
+            self._model.close()
+            raise
+        self._busy = OperationLock("LanguageModel")
 
     # -- evaluation -----------------------------------------------------
     def eval(
@@ -68,39 +74,12 @@ class LanguageModel:
         ``n_out`` of them (every position with ``all_logits=True``) as a
         float32 array (n_out, n_vocab). With ``return_hidden=True`` also the
         final-norm hidden states (n_out, n_embd)."""
-        if tokens is not None:
-            tokens = np.asarray(tokens, dtype=np.int64)
-            if tokens.ndim != 1 or tokens.size == 0:
-                raise InvalidArgumentError("tokens must be a non-empty 1-D sequence of token ids")
-            if tokens.min() < 0 or tokens.max() >= self.n_vocab:
-                raise InvalidArgumentError(f"token ids must be in [0, {self.n_vocab}), the vocabulary of this model")
-            tokens = tokens.astype(np.int32)
-        return self._native.eval(tokens, embeddings, -1 if all_logits else n_out, return_hidden)
+        with self._busy.hold():
+            return self._native.eval(tokens, embeddings, -1 if all_logits else n_out, return_hidden)
 
     def step(self, token: int) -> np.ndarray:
         """Feed one token; return the next-token logits (n_vocab,)."""
-        return self.eval([int(token)])[0]
-
-    def embed(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Rows of the token-embedding table, (n, n_embd) float32."""
-        return self._native.embed(np.asarray(tokens))
-
-    def generate(
-        self,
-        prompt: Iterable[int],
-        max_new_tokens: int,
-        *,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: Iterable[int] = (),
-        banned: Iterable[int] = (),
-    ) -> list[int]:
-        """Evaluate ``prompt`` then sample up to ``max_new_tokens`` ids
-        (greedy unless temperature > 0), stopping after a ``stop`` id."""
-        params = _core.SamplerParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        return self._native.generate(list(prompt), int(max_new_tokens), params, list(stop), list(banned))
+        return self.eval([token])[0]
 
     def reset(self) -> None:
         """Forget every position (the KV cache is reused)."""
@@ -111,25 +90,20 @@ class LanguageModel:
         self._native.truncate(n)
 
     # -- properties -------------------------------------------------------
-    n_vocab = property(lambda self: self._native.n_vocab)
-    n_embd = property(lambda self: self._native.n_embd)
-    n_layer = property(lambda self: self._native.n_layer)
+    n_vocab = property(lambda self: self._model.n_vocab)
+    n_embd = property(lambda self: self._model.n_embd)
+    n_layer = property(lambda self: self._model.n_layer)
     n_ctx = property(lambda self: self._native.n_ctx)
     n_past = property(lambda self: self._native.n_past)
     kv_type = property(lambda self: self._native.kv_type)
-    device = property(lambda self: self._native.device)
-    n_threads = property(lambda self: self._native.n_threads)
-    fused_qkv = property(lambda self: list(self._native.fused_qkv))
-    weights_bytes = property(lambda self: self._native.weights_bytes)
+    device = property(lambda self: self._model.device)
+    n_threads = property(lambda self: self._model.n_threads)
+    fused_qkv = property(lambda self: list(self._model.fused_qkv))
+    weights_bytes = property(lambda self: self._model.weights_bytes)
     kv_bytes = property(lambda self: self._native.kv_bytes)
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
         """Free the weights and the KV cache now (also done by ``with``)."""
         self._native.close()
-
-    def __enter__(self) -> "LanguageModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._model.close()

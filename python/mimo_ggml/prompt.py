@@ -1,11 +1,12 @@
 """The ASR prompt of MiMo-V2.5-ASR (spec asr.md §7, §8).
 
 Owns: language-argument normalisation, the pinned instruction text, the
-segment sequence of §8.2 turned into one text id per LM position
-(:class:`AsrPrompt`, what the runtime consumes), resolution of the special
-ids the decode loop needs (:class:`AsrSpecialIds`), the [9, 4G] prompt
-matrix of §8.1 (kept for reference tests and debugging) and the
-repeat-last-frame padding of codes to a multiple of 4 (§7).
+segment sequence of §8.2 as the prompt ids before and after the audio groups
+(:func:`asr_prompt_parts`, what the native pipeline consumes; it inserts one
+row per audio group between them) or as one text id per LM position
+(:class:`AsrPrompt`), and resolution of the special ids the decode loop
+needs (:class:`AsrSpecialIds`). The [9, 4G] matrix of §8.1 and the padding
+of codes (§7) live in tests/reference, the native pipeline pads codes itself.
 
 Segments (each tokenised on its own, so merges never cross them):
 
@@ -20,7 +21,7 @@ Segments (each tokenised on its own, so merges never cross them):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
     from .text_tokenizer import TextTokenizer
 
 __all__ = [
-    "GROUP_SIZE",
-    "N_AUDIO_CHANNELS",
-    "DEFAULT_EMPTY_IDS",
-    "TEXT_FILLER",
     "INSTRUCTION_EN",
     "INSTRUCTION_ZH",
     "LANGUAGE_TAGS",
@@ -41,17 +38,9 @@ __all__ = [
     "AsrSpecialIds",
     "normalize_language",
     "default_instruction",
+    "asr_prompt_parts",
     "build_asr_prompt",
-    "pad_codes",
-    "prompt_matrix",
 ]
-
-GROUP_SIZE = 4  # code frames per LM position
-N_AUDIO_CHANNELS = 8
-# Per-channel "no code here" ids of the eight RVQ channels (§8.1).
-DEFAULT_EMPTY_IDS: tuple[int, ...] = (1024, 1024, 128, 128, 128, 128, 128, 128)
-# Row-0 filler in the non-first columns of a group; never read by the model.
-TEXT_FILLER = -100
 
 INSTRUCTION_EN = "Please transcribe this audio file"
 INSTRUCTION_ZH = "请将这段语音转换为文字"
@@ -165,101 +154,50 @@ class AsrPrompt:
         return mask
 
 
+def asr_prompt_parts(
+    tokenizer: "TextTokenizer",
+    language: Optional[str] = "auto",
+    instruction: Optional[str] = None,
+) -> tuple[list[int], list[int]]:
+    """The §8.2 prompt ids before the audio groups (through ``<|sosp|>``) and
+    after them (from ``<|eosp|>``). ``instruction`` overrides the pinned
+    instruction text (None keeps it)."""
+    lang = normalize_language(language)
+    if instruction is None:
+        instruction = default_instruction(lang)
+    elif not isinstance(instruction, str):
+        raise InvalidArgumentError(f"instruction must be a string or None, got {type(instruction).__name__}")
+    special = AsrSpecialIds.from_tokenizer(tokenizer)
+    prefix = tokenizer.encode(_USER_PREFIX) + [special.sosp]
+    suffix = [special.eosp]
+    # Separate encode calls: BPE must not merge across segment boundaries.
+    for segment in (instruction, _TURN_END, _ASSISTANT_PREFIX, _NO_THINK + LANGUAGE_TAGS[lang]):
+        suffix += tokenizer.encode(segment)
+    return prefix, suffix
+
+
 def build_asr_prompt(
     tokenizer: "TextTokenizer",
     n_audio_groups: int,
     language: Optional[str] = "auto",
     instruction: Optional[str] = None,
 ) -> AsrPrompt:
-    """The §8.2 prompt for ``n_audio_groups`` groups of 4 code frames.
-
-    ``instruction`` overrides the pinned instruction text (None keeps it).
-    """
-    lang = normalize_language(language)
-    if instruction is None:
-        instruction = default_instruction(lang)
-    elif not isinstance(instruction, str):
-        raise InvalidArgumentError(f"instruction must be a string or None, got {type(instruction).__name__}")
+    """The §8.2 prompt for ``n_audio_groups`` groups of code frames, one text
+    id per LM position (``<|empty|>`` at the audio groups)."""
     if isinstance(n_audio_groups, bool) or not isinstance(n_audio_groups, (int, np.integer)):
         raise InvalidArgumentError(f"n_audio_groups must be an integer, got {n_audio_groups!r}")
     n_audio_groups = int(n_audio_groups)
     if n_audio_groups < 1:
         raise InvalidArgumentError(f"n_audio_groups must be at least 1, got {n_audio_groups}")
-
-    special = AsrSpecialIds.from_tokenizer(tokenizer)
-    head = tokenizer.encode(_USER_PREFIX)
-    tail: list[int] = []
-    # Separate encode calls: BPE must not merge across segment boundaries.
-    for segment in (instruction, _TURN_END, _ASSISTANT_PREFIX, _NO_THINK + LANGUAGE_TAGS[lang]):
-        tail += tokenizer.encode(segment)
-
-    ids = np.empty(len(head) + n_audio_groups + 2 + len(tail), dtype=np.int32)
-    n = len(head)
-    ids[:n] = head
-    ids[n] = special.sosp
-    ids[n + 1:n + 1 + n_audio_groups] = special.empty
-    ids[n + 1 + n_audio_groups] = special.eosp
-    ids[n + 2 + n_audio_groups:] = tail
+    lang = normalize_language(language)
+    prefix, suffix = asr_prompt_parts(tokenizer, lang, instruction)
+    empty = AsrSpecialIds.from_tokenizer(tokenizer).empty
+    ids = np.asarray(prefix + [empty] * n_audio_groups + suffix, dtype=np.int32)
     ids.setflags(write=False)
     return AsrPrompt(
         text_ids=ids,
-        audio_start=n + 1,
+        audio_start=len(prefix),
         n_audio_groups=n_audio_groups,
         language=lang,
-        instruction=instruction,
+        instruction=default_instruction(lang) if instruction is None else instruction,
     )
-
-
-def _as_codes(codes: object) -> np.ndarray:
-    arr = np.asarray(codes)
-    if arr.ndim != 2 or arr.shape[1] != N_AUDIO_CHANNELS:
-        raise InvalidArgumentError(f"codes must have shape [T, {N_AUDIO_CHANNELS}], got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidArgumentError(f"codes must be integers, got dtype {arr.dtype}")
-    return arr
-
-
-def pad_codes(codes: object, group_size: int = GROUP_SIZE) -> np.ndarray:
-    """Pad [T, 8] codes to a multiple of ``group_size`` frames by repeating the last frame (§7)."""
-    arr = _as_codes(codes)
-    if group_size < 1:
-        raise InvalidArgumentError(f"group_size must be positive, got {group_size}")
-    t = arr.shape[0]
-    if t == 0:
-        raise InvalidArgumentError("codes are empty: there is no last frame to repeat")
-    extra = (-t) % group_size
-    if extra == 0:
-        return arr.copy()
-    return np.concatenate([arr, np.repeat(arr[-1:], extra, axis=0)], axis=0)
-
-
-def prompt_matrix(
-    prompt: AsrPrompt,
-    codes: object,
-    empty_ids: Sequence[int] = DEFAULT_EMPTY_IDS,
-) -> np.ndarray:
-    """The int64 [9, 4G] model input of §8.1.
-
-    Row 0 has each group's text id in its first column and -100 elsewhere;
-    rows 1..8 hold the codes of channel c at the audio groups' columns and
-    that channel's empty id everywhere else.  ``codes`` must already be
-    padded: shape [4 * n_audio_groups, 8].
-    """
-    arr = _as_codes(codes)
-    empty = np.asarray(empty_ids, dtype=np.int64)
-    if empty.shape != (N_AUDIO_CHANNELS,):
-        raise InvalidArgumentError(f"empty_ids must have {N_AUDIO_CHANNELS} entries, got {empty.shape}")
-    want = GROUP_SIZE * prompt.n_audio_groups
-    if arr.shape[0] != want:
-        raise InvalidArgumentError(
-            f"codes have {arr.shape[0]} frames but the prompt has {prompt.n_audio_groups} audio groups "
-            f"({want} frames); pad them with pad_codes() first"
-        )
-    g = prompt.n_groups
-    m = np.empty((1 + N_AUDIO_CHANNELS, GROUP_SIZE * g), dtype=np.int64)
-    m[0, :] = TEXT_FILLER
-    m[0, ::GROUP_SIZE] = prompt.text_ids
-    m[1:, :] = empty[:, None]
-    lo = GROUP_SIZE * prompt.audio_start
-    m[1:, lo:lo + want] = arr.T
-    return m

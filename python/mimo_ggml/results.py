@@ -22,7 +22,8 @@ class Segment:
 
     ``finish_reason`` is "stop" when the model ended the text itself and
     "length" when the token limit cut it; ``tokens`` are the generated ids
-    (stop id excluded).
+    (stop id excluded); ``avg_logprob`` is their mean log-probability
+    under the model (the stop id's included), a confidence figure.
     """
 
     id: int
@@ -32,6 +33,7 @@ class Segment:
     tokens: list[int] = field(default_factory=list)
     finish_reason: str = "stop"
     language: Optional[str] = None
+    avg_logprob: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class Segment:
             "tokens": [int(t) for t in self.tokens],
             "finish_reason": self.finish_reason,
             "language": self.language,
+            "avg_logprob": None if self.avg_logprob is None else float(self.avg_logprob),
         }
 
     @classmethod
@@ -55,6 +58,7 @@ class Segment:
                 tokens=[int(t) for t in data.get("tokens", ())],
                 finish_reason=str(data.get("finish_reason", "stop")),
                 language=data.get("language"),
+                avg_logprob=None if data.get("avg_logprob") is None else float(data["avg_logprob"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"not a segment record: {exc}") from None

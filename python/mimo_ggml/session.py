@@ -1,18 +1,25 @@
-"""Speech recognition with MiMo-V2.5-ASR: :class:`Session`.
+"""Speech recognition with MiMo-V2.5-ASR: :class:`AsrModel` and :class:`Session`.
 
-One Session loads the three parts once — the audio tokenizer (audio → RVQ
-codes), the audio adapter (codes → LM input features) and the Qwen2 language
-model — and transcribes any number of inputs::
+An AsrModel is the loaded model — the audio tokenizer, the audio adapter and
+the Qwen2 language model, each file opened once, on one device — and is
+shared read-only by any number of sessions. A Session holds the per-request
+state (KV cache, graphs) and transcribes; sessions on one model may run in
+different threads at the same time::
 
-    with Session("mimo-asr-q4_k.gguf", n_threads=2) as asr:
+    model = AsrModel.load("mimo-asr-q4_k.gguf", n_threads=2)
+    with model.session() as asr:                     # or Session(model)
         result = asr.transcribe("meeting.flac", language="en")
         print(result.text)
         for seg in result.segments:
             print(seg.start, seg.end, seg.text)
 
-Long audio is split at pauses into clips of at most ``max_clip_s`` seconds
-(spec asr.md §13); each clip is transcribed with the full prompt and becomes
-one segment with its real start and end times.
+``Session("mimo-asr-q4_k.gguf")`` loads a model of its own (closed with the
+session). Long audio is split at pauses into clips of at most ``max_clip_s``
+seconds (spec asr.md §13); each clip is transcribed with the full prompt and
+becomes one segment with its real start and end times. Every clip is one
+native call: codes, adapter features, prefill and the decode loop all run in
+C++ with the GIL released; Python keeps the edges (audio decoding,
+resampling, log-mel, prompt text, post-processing).
 """
 
 from __future__ import annotations
@@ -20,26 +27,33 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .adapter import AsrAdapter
+from . import _core
+from .lifetime import Closeable
+from .arguments import integer, optional_integer, text
 from .audio import TARGET_SAMPLE_RATE, load_audio, split_on_pauses
+from .audio_tokenizer import clip_mels
+from .concurrency import OperationLock
 from .errors import InvalidArgumentError, UnsupportedModelError
-from .lm import LanguageModel
 from .models import find_asr_model, find_audio_tokenizer, is_hub_reference
 from .postprocess import postprocess_ids
-from .prompt import AsrSpecialIds, build_asr_prompt, normalize_language, pad_codes
+from .prompt import AsrSpecialIds, asr_prompt_parts, normalize_language
 from .results import Segment, Transcription
 from .text_tokenizer import TextTokenizer
-from .tokenizer import AudioTokenizer
 
-# progress(done_seconds, total_seconds): called as clips finish
+__all__ = ["AsrModel", "Session", "TranscribeOptions", "default_token_budget"]
+
+# progress(done_seconds, total_seconds): called as decoding advances and as clips finish
 ProgressCallback = Callable[[float, float], None]
+# on_token(segment_index, token_id) -> False to cancel (GenerationCancelled)
+TokenCallback = Callable[[int, int], Optional[bool]]
 
-MAX_CONTEXT = 8192  # the LM's max_position_embeddings (spec §11)
 DEFAULT_MAX_NEW_TOKENS = 1024  # spec §12.1 step 6
+_VOCAB_KEYS = ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]
 
 
 def default_token_budget(clip_seconds: float) -> int:
@@ -48,14 +62,24 @@ def default_token_budget(clip_seconds: float) -> int:
     return min(DEFAULT_MAX_NEW_TOKENS, 32 + math.ceil(12.0 * clip_seconds))
 
 
-class Session:
-    """A loaded MiMo-V2.5-ASR model.
+def _padding_rows(tokens: list[str]) -> list[int]:
+    """Ids of the vocabulary's ``[PAD…]`` filler rows."""
+    return [i for i, t in enumerate(tokens) if t.startswith("[PAD") and t.endswith("]")]
+
+
+class AsrModel(Closeable):
+    """A loaded MiMo-V2.5-ASR model, shared by its sessions.
 
     model: a ``mimo_asr`` GGUF file, a folder holding one, or a Hugging Face
     repo id (``"cstr/mimo-asr-GGUF"``) found in the local Hugging Face cache.
     tokenizer: the audio-tokenizer GGUF (default: next to the model file).
-    device, n_threads, kv_type: as for :class:`mimo_ggml.LanguageModel`.
+    device: ``"auto"`` (first GPU, else CPU), ``"cpu"``, ``"cuda:0"``…
+    n_threads: CPU threads per session (None: all cores).
     download: allow huggingface_hub to download a repo that is not cached.
+
+    The model is immutable: any number of sessions, in any threads, share its
+    weights. ``close()`` drops the model's hold on them; sessions still open
+    keep working, and the memory is freed when the last of them closes.
     """
 
     def __init__(
@@ -65,115 +89,232 @@ class Session:
         *,
         device: str = "auto",
         n_threads: Optional[int] = None,
-        kv_type: str = "f16",
-        n_ctx: int = 4096,
         download: bool = True,
     ):
-        from . import _core
-
         self.model_path = find_asr_model(model, download=download)
         self.tokenizer_path = find_audio_tokenizer(
             self.model_path, tokenizer, download=download, lm_from_hub=tokenizer is None and is_hub_reference(model)
         )
-        fields = _core.gguf_strings(str(self.model_path), ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"])
-        if "tokenizer.ggml.merges" not in fields or "<|empty|>" not in fields.get("tokenizer.ggml.tokens", []):
-            raise UnsupportedModelError(
-                f"{self.model_path} is a legacy MiMo-ASR file (truncated vocabulary without <|empty|> or no BPE "
-                "merges); download a current mimo-asr-*.gguf or convert the checkpoint with `mimo-ggml convert asr`"
-            )
-        self.text_tokenizer = TextTokenizer.from_gguf_fields(fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.merges"])
-        self.special = AsrSpecialIds.from_tokenizer(self.text_tokenizer)
-        # never emit <|empty|> (speech output) or the vocabulary padding rows
-        self._banned = [self.special.empty] + [
-            i for i, t in enumerate(fields["tokenizer.ggml.tokens"]) if t.startswith("[PAD") and t.endswith("]")
-        ]
-        self._parts: list = []
+        self._native = _core.AsrModel(str(self.model_path), str(self.tokenizer_path), device=text("device", device),
+                                      n_threads=optional_integer("n_threads", n_threads))
         try:
-            self.audio_tokenizer = self._own(AudioTokenizer(self.tokenizer_path, device=device, n_threads=n_threads))
-            self.adapter = self._own(AsrAdapter(self.model_path, device=device, n_threads=n_threads))
-            self.lm = self._own(LanguageModel(self.model_path, device=device, n_threads=n_threads, n_ctx=n_ctx,
-                                              kv_type=kv_type))
+            fields = self._native.string_arrays(_VOCAB_KEYS)
+            vocab = fields.get("tokenizer.ggml.tokens", [])
+            if "tokenizer.ggml.merges" not in fields or "<|empty|>" not in vocab:
+                raise UnsupportedModelError(
+                    f"{self.model_path} is a legacy MiMo-ASR file (truncated vocabulary without <|empty|> or no BPE "
+                    "merges); download a current mimo-asr-*.gguf or convert the checkpoint with `mimo-ggml convert asr`"
+                )
+            self.text_tokenizer = TextTokenizer.from_gguf_fields(vocab, fields["tokenizer.ggml.merges"])
+            self.special = AsrSpecialIds.from_tokenizer(self.text_tokenizer)
+            self.padding_ids = _padding_rows(vocab)
         except BaseException:
-            self.close()
+            self._native.close()
             raise
 
-    def _own(self, part):
-        self._parts.append(part)
-        return part
+    @classmethod
+    def load(cls, model: str | os.PathLike, tokenizer: str | os.PathLike | None = None, **kwargs) -> "AsrModel":
+        """Load a model (the same arguments as the constructor)."""
+        return cls(model, tokenizer, **kwargs)
+
+    def session(self, *, kv_type: str = "f16", n_ctx: int = 4096, ban_padding_tokens: bool = False) -> "Session":
+        """A new session on this model (its own KV cache and scratch memory)."""
+        return Session(self, kv_type=kv_type, n_ctx=n_ctx, ban_padding_tokens=ban_padding_tokens)
+
+    # model facts, read from the loaded files
+    group_size = property(lambda self: self._native.group_size)
+    channels = property(lambda self: self._native.channels)
+    empty_ids = property(lambda self: list(self._native.empty_ids))
+    n_vocab = property(lambda self: self._native.n_vocab)
+    n_embd = property(lambda self: self._native.n_embd)
+    device = property(lambda self: self._native.device)
+    n_threads = property(lambda self: self._native.n_threads)
+    weights_bytes = property(lambda self: self._native.weights_bytes)
+    closed = property(lambda self: self._native.closed)
+
+    def close(self) -> None:
+        """Drop this handle's reference to the weights (open sessions keep theirs)."""
+        self._native.close()
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """The options of :meth:`Session.transcribe` and :meth:`Session.transcribe_stream`.
+
+    language: "auto" (the model tags the language), "en" or "zh".
+    max_new_tokens: cap per clip (None: grows with the clip's length, at
+    most 1024). max_clip_s: split longer audio at pauses (None: one pass).
+    instruction: replaces the pinned instruction text of the prompt.
+    progress(done_s, total_s): called as decoding advances (against each
+    clip's token budget) and as clips finish.
+    on_token(segment_index, token_id): called for every generated id;
+    returning False cancels (:class:`~mimo_ggml.errors.GenerationCancelled`).
+    """
+
+    language: str = "auto"
+    max_new_tokens: Optional[int] = None
+    max_clip_s: Optional[float] = 60.0
+    instruction: Optional[str] = None
+    progress: Optional[ProgressCallback] = None
+    on_token: Optional[TokenCallback] = None
+
+    def __post_init__(self) -> None:
+        normalize_language(self.language)
+        n = self.max_new_tokens
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidArgumentError(f"max_new_tokens must be an integer >= 1 or None, got {n!r}")
+        if self.max_clip_s is not None and not (isinstance(self.max_clip_s, (int, float)) and self.max_clip_s >= 2.0):
+            raise InvalidArgumentError(f"max_clip_s must be at least 2 seconds or None, got {self.max_clip_s!r}")
+        for name in ("progress", "on_token"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise InvalidArgumentError(f"{name} must be callable or None")
+
+    @classmethod
+    def of(cls, options: dict) -> "TranscribeOptions":
+        unknown = set(options) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidArgumentError(f"unknown transcription option(s) {sorted(unknown)}; accepted: "
+                                       f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**options)
+
+
+class Session(Closeable):
+    """A transcription session on an :class:`AsrModel`.
+
+    model: an AsrModel, or what :class:`AsrModel` takes (a path, folder or
+    repo id; then ``tokenizer``, ``device``, ``n_threads`` and ``download``
+    go to the model, which this session owns and closes).
+    kv_type: ``"f16"`` (default), ``"f32"`` or ``"q8_0"``. n_ctx: LM
+    positions per clip (prompt + text).
+    ban_padding_tokens: never emit the vocabulary's ``[PAD…]`` filler rows
+    (default False: like the upstream decoder, only ``<|empty|>`` is banned).
+
+    One operation runs at a time on a session: calls from other threads
+    wait. Open one session per thread on a shared model for parallel work.
+    """
+
+    def __init__(
+        self,
+        model: "AsrModel | str | os.PathLike",
+        tokenizer: str | os.PathLike | None = None,
+        *,
+        device: str = "auto",
+        n_threads: Optional[int] = None,
+        kv_type: str = "f16",
+        n_ctx: int = 4096,
+        download: bool = True,
+        ban_padding_tokens: bool = False,
+    ):
+        if isinstance(model, AsrModel):
+            if tokenizer is not None:
+                raise InvalidArgumentError("tokenizer is part of the AsrModel; pass it to AsrModel.load instead")
+            self.model, self._owns_model = model, False
+        else:
+            self.model = AsrModel(model, tokenizer, device=device, n_threads=n_threads, download=download)
+            self._owns_model = True
+        try:
+            self._native = self.model._native.session(n_ctx=integer("n_ctx", n_ctx), kv_type=text("kv_type", kv_type))
+        except BaseException:
+            if self._owns_model:
+                self.model.close()
+            raise
+        special = self.model.special
+        self._banned = [special.empty] + (self.model.padding_ids if ban_padding_tokens else [])
+        self._stops = list(special.stop_ids)
+        self._prompts: dict = {}  # (language, instruction) -> (prefix ids, suffix ids)
+        self._busy = OperationLock("Session")
+
+    # shortcuts kept for callers of the earlier single-object Session
+    model_path = property(lambda self: self.model.model_path)
+    tokenizer_path = property(lambda self: self.model.tokenizer_path)
+    text_tokenizer = property(lambda self: self.model.text_tokenizer)
+    special = property(lambda self: self.model.special)
+    n_ctx = property(lambda self: self._native.n_ctx)
+    kv_type = property(lambda self: self._native.kv_type)
+    kv_bytes = property(lambda self: self._native.kv_bytes)
 
     # -- transcription ------------------------------------------------------
-    def transcribe(
-        self,
-        audio,
-        sample_rate: Optional[int] = None,
-        *,
-        language: str = "auto",
-        max_new_tokens: Optional[int] = None,
-        max_clip_s: Optional[float] = 60.0,
-        instruction: Optional[str] = None,
-        progress: Optional[ProgressCallback] = None,
-    ) -> Transcription:
+    def transcribe(self, audio, sample_rate: Optional[int] = None, **options) -> Transcription:
         """Transcribe a file path, bytes, file object, array (with
-        ``sample_rate``) or ``(array, rate)`` tuple.
-
-        language: "auto" (the model tags the language), "en" or "zh".
-        max_new_tokens: cap per clip (default grows with clip length, at
-        most 1024). max_clip_s: split longer audio at pauses (None: one pass).
-        """
+        ``sample_rate``) or ``(array, rate)`` tuple. The keyword options are
+        the fields of :class:`TranscribeOptions` (language, max_new_tokens,
+        max_clip_s, instruction, progress, on_token)."""
+        opts = TranscribeOptions.of(options)
         timings: dict[str, float] = {}
-        segments = list(self._segments(audio, sample_rate, language, max_new_tokens, max_clip_s, instruction,
-                                       progress, timings))
-        lang = normalize_language(language)
+        with self._busy.hold():
+            segments = list(self._segments(audio, sample_rate, opts, timings))
+        lang = normalize_language(opts.language)
         detected = next((s.language for s in segments if s.language), None)
         final_lang = detected or (None if lang == "auto" else lang)
         joiner = "" if final_lang == "zh" else " "
-        text = joiner.join(s.text for s in segments if s.text)
-        return Transcription(text=text, language=final_lang, duration=timings.pop("_duration"),
+        text_ = joiner.join(s.text for s in segments if s.text)
+        return Transcription(text=text_, language=final_lang, duration=timings.pop("_duration"),
                              segments=segments, timings=timings)
 
-    def transcribe_stream(
-        self,
-        audio,
-        sample_rate: Optional[int] = None,
-        *,
-        language: str = "auto",
-        max_new_tokens: Optional[int] = None,
-        max_clip_s: Optional[float] = 60.0,
-        instruction: Optional[str] = None,
-        progress: Optional[ProgressCallback] = None,
-    ) -> Iterator[Segment]:
-        """Like :meth:`transcribe`, yielding each segment as its clip finishes."""
-        yield from self._segments(audio, sample_rate, language, max_new_tokens, max_clip_s, instruction, progress, {})
+    def transcribe_stream(self, audio, sample_rate: Optional[int] = None, **options) -> Iterator[Segment]:
+        """Like :meth:`transcribe`, yielding each segment as its clip finishes
+        (the options are checked at the call, the work runs as it is iterated)."""
+        opts = TranscribeOptions.of(options)
 
-    def _segments(self, audio, sample_rate, language, max_new_tokens, max_clip_s, instruction, progress, timings):
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise InvalidArgumentError(f"max_new_tokens must be >= 1 or None, got {max_new_tokens}")
-        if max_clip_s is not None and not max_clip_s >= 2.0:
-            raise InvalidArgumentError(f"max_clip_s must be at least 2 seconds or None, got {max_clip_s}")
-        normalize_language(language)  # validate before any work
+        def stream():
+            with self._busy.hold():
+                yield from self._segments(audio, sample_rate, opts, {})
+
+        return stream()
+
+    def _prompt(self, language: str, instruction: Optional[str]) -> tuple[list[int], list[int]]:
+        key = (language, instruction)
+        if key not in self._prompts:
+            self._prompts[key] = asr_prompt_parts(self.model.text_tokenizer, language, instruction)
+        return self._prompts[key]
+
+    def _segments(self, audio, sample_rate, opts: "TranscribeOptions", timings):
+        lang = normalize_language(opts.language)
+        prefix, suffix = self._prompt(lang, opts.instruction)  # validates the instruction before any work
         t0 = time.perf_counter()
         wave = load_audio(audio, sample_rate)
         _add(timings, "load_audio", time.perf_counter() - t0)
         total = len(wave) / TARGET_SAMPLE_RATE
         timings["_duration"] = total
-        clips = split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=max_clip_s)
+        clips = split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s)
         for index, (start, end) in enumerate(clips):
-            seg = self._transcribe_clip(index, wave[start:end], start, end, language, max_new_tokens, instruction,
-                                        timings)
-            if progress is not None:
-                progress(end / TARGET_SAMPLE_RATE, total)
+            seg = self._transcribe_clip(index, wave, start, end, lang, prefix, suffix, opts, total, timings)
+            if opts.progress is not None:
+                opts.progress(end / TARGET_SAMPLE_RATE, total)
             yield seg
 
-    def _prepare_clip(self, clip, language, instruction):
-        """Audio codes, prompt and LM input embeddings of one 24 kHz clip."""
-        codes = pad_codes(self.audio_tokenizer.encode((clip, TARGET_SAMPLE_RATE)))
-        prompt = build_asr_prompt(self.text_tokenizer, len(codes) // 4, language, instruction)
-        features = self.adapter.features(codes)
-        speech = prompt.is_speech()
-        inputs = np.empty((prompt.n_groups, self.lm.n_embd), dtype=np.float32)
-        inputs[speech] = features
-        inputs[~speech] = self.lm.embed(prompt.text_ids[~speech])
-        return codes, prompt, inputs
+    def _transcribe_clip(self, index, wave, start, end, lang, prefix, suffix, opts, total, timings) -> Segment:
+        clip_s = (end - start) / TARGET_SAMPLE_RATE
+        budget = default_token_budget(clip_s) if opts.max_new_tokens is None else opts.max_new_tokens
+        progress, on_token = opts.progress, opts.on_token
+        t0 = time.perf_counter()
+        mels = clip_mels(wave[start:end])
+        _add(timings, "audio_encode", time.perf_counter() - t0)  # the log-mel front-end is part of encoding
+
+        callback = None
+        if on_token is not None or progress is not None:
+            count = [0]
+            t_start = start / TARGET_SAMPLE_RATE
+
+            def callback(token: int):
+                count[0] += 1
+                if progress is not None:
+                    progress(t_start + clip_s * min(1.0, count[0] / budget), total)
+                if on_token is not None:
+                    return on_token(index, token)
+                return None
+
+        out = self._native.transcribe_clip(mels, prefix, suffix, budget, stop=self._stops, banned=self._banned,
+                                           on_token=callback)
+        for phase in ("audio_encode", "lm_prefill", "lm_decode"):
+            _add(timings, phase, out[phase])
+        tokens = list(out["tokens"])
+        logprobs = out["logprobs"]
+        text_, detected = postprocess_ids(tokens, self.model.text_tokenizer, self._stops)
+        return Segment(id=index, start=start / TARGET_SAMPLE_RATE, end=end / TARGET_SAMPLE_RATE, text=text_,
+                       tokens=tokens, finish_reason=out["finish_reason"],
+                       language=detected or (None if lang == "auto" else lang),
+                       avg_logprob=float(np.mean(logprobs)) if logprobs else None)
 
     def stages(self, audio, sample_rate: Optional[int] = None, *, language: str = "auto",
                instruction: Optional[str] = None) -> dict:
@@ -182,66 +323,21 @@ class Session:
         ``ilt_input``/``ilt_output``, ``audio_features``, ``inputs_embeds``,
         ``last_hidden`` and ``logits_step0``. For checking a port stage by
         stage; :meth:`transcribe` is the fast path."""
+        prefix, suffix = self._prompt(normalize_language(language), instruction)
         wave = load_audio(audio, sample_rate)
-        codes, prompt, inputs = self._prepare_clip(wave, language, instruction)
-        out = {"audio_codes": codes, "prompt_ids": prompt.text_ids, "inputs_embeds": inputs}
-        out.update(self.adapter.stages(codes))
-        self.lm.reset()
-        logits, hidden = self.lm.eval(embeddings=inputs, return_hidden=True)
-        self.lm.reset()
-        out["last_hidden"], out["logits_step0"] = hidden[0], logits[0]
+        with self._busy.hold():
+            out = self._native.stages(clip_mels(wave), prefix, suffix)
+        n_groups = len(out["audio_codes"]) // self.model.group_size
+        out["prompt_ids"] = np.asarray(prefix + [self.model.special.empty] * n_groups + suffix, dtype=np.int32)
         return out
-
-    def _transcribe_clip(self, index, clip, start, end, language, max_new_tokens, instruction, timings) -> Segment:
-        t0 = time.perf_counter()
-        codes, prompt, inputs = self._prepare_clip(clip, language, instruction)
-        t2 = time.perf_counter()
-
-        budget = default_token_budget(len(clip) / TARGET_SAMPLE_RATE) if max_new_tokens is None else max_new_tokens
-        budget = min(budget, self.lm.n_ctx - prompt.n_groups)
-        if budget < 1:
-            raise InvalidArgumentError(
-                f"a {len(clip) / TARGET_SAMPLE_RATE:.0f} s clip needs {prompt.n_groups} positions, more than the "
-                f"context of {self.lm.n_ctx}; use max_clip_s or a larger n_ctx"
-            )
-        self.lm.reset()
-        logits = self.lm.eval(embeddings=inputs)[0]
-        t3 = time.perf_counter()
-        tokens: list[int] = []
-        finish = "length"
-        stops = set(self.special.stop_ids)
-        while True:
-            logits[self._banned] = -np.inf
-            token = int(np.argmax(logits))  # greedy; ties -> lowest id
-            tokens.append(token)
-            if token in stops:
-                finish = "stop"
-                break
-            if len(tokens) >= budget:
-                break
-            logits = self.lm.step(token)
-        t4 = time.perf_counter()
-        text, lang = postprocess_ids(tokens, self.text_tokenizer, self.special.stop_ids)
-        _add(timings, "audio_encode", t2 - t0)
-        _add(timings, "lm_prefill", t3 - t2)
-        _add(timings, "lm_decode", t4 - t3)
-        generated = tokens[:-1] if finish == "stop" else tokens
-        return Segment(id=index, start=start / TARGET_SAMPLE_RATE, end=end / TARGET_SAMPLE_RATE, text=text,
-                       tokens=generated, finish_reason=finish,
-                       language=lang or (None if normalize_language(language) == "auto" else normalize_language(language)))
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:
-        """Free every loaded part now (also done by ``with``)."""
-        for part in self._parts:
-            part.close()
-        self._parts = []
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        """Free the session's memory now (also done by ``with``); a model the
+        session loaded itself is closed with it."""
+        self._native.close()
+        if self._owns_model:
+            self.model.close()
 
 
 def _add(timings: dict, key: str, seconds: float) -> None:

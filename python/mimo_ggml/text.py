@@ -1,13 +1,19 @@
-"""Text generation with the MiMo-V2 / V2.5 / V2.5-Pro MoE models: :class:`TextSession`.
+"""Text generation with the MiMo-V2 / V2.5 / V2.5-Pro MoE models:
+:class:`TextModel` (a ``mimo2`` GGUF loaded once, written by ``mimo-ggml
+convert mimo2`` or llama.cpp's converter) and :class:`TextSession` (one
+generation context, its KV cache, on a model; sessions on one model may run
+in different threads at the same time)::
 
-One TextSession loads a ``mimo2`` GGUF (written by ``mimo-ggml convert mimo2``
-or llama.cpp's converter) and keeps one context (KV cache) for generation::
-
-    with TextSession("mimo-v2.5-mxfp4.gguf", n_threads=8) as s:
+    model = TextModel.load("mimo-v2.5-mxfp4.gguf", n_threads=8)
+    with model.session(n_ctx=8192) as s:             # or TextSession(model)
         r = s.generate("The capital of France is", max_tokens=32)
         print(r.text, r.finish_reason, r.timings["tokens_per_s"])
         for piece in s.chat([{"role": "user", "content": "Hi!"}], stream=True):
             print(piece, end="", flush=True)
+
+``TextSession("model.gguf")`` loads a model of its own. The decode loop
+(sampling, stop ids, the token budget) runs natively, one token per call;
+Python turns tokens into text and watches for stop strings.
 
 Prompts are strings (tokenized with the byte-level BPE the GGUF carries) or
 sequences of token ids (which work without tokenizer fields).  Sampling is
@@ -28,11 +34,14 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
+from .arguments import integer, optional_integer, real, text
 from .chat import format_chat
+from .concurrency import OperationLock
 from .errors import InvalidArgumentError, ModelLoadError
 from .text_tokenizer import TextTokenizer
 
-__all__ = ["TextSession", "GenerationResult", "TextStream"]
+__all__ = ["TextModel", "TextSession", "GenerationResult", "TextStream"]
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 Prompt = Union[str, Sequence[int], np.ndarray]
@@ -92,14 +101,6 @@ class TextStream:
         self._gen.close()
 
 
-def _positive_or_none(name: str, value) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InvalidArgumentError(f"{name} must be a positive integer or None, got {value!r}")
-    return int(value)
-
-
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -108,94 +109,74 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-class TextSession:
-    """A loaded MiMo-V2 MoE text model with one generation context.
+class TextModel(Closeable):
+    """A loaded MiMo-V2 MoE text model, shared by its sessions.
 
-    model: a ``mimo2`` GGUF file.  device: ``"auto"`` (first GPU, else CPU),
-    ``"cpu"``, ``"cuda:0"``, ``"metal"``…  n_threads: CPU threads (None: all
-    cores).  kv_type: ``"f16"`` (default), ``"q8_0"`` or ``"f32"``.  n_ctx:
-    positions the context holds.  swa_window_keys: keys a sliding-window
-    query sees, itself included (None: the file's
-    ``mimo2.attention.sliding_window_keys``, default 129 as SGLang and
-    transformers; llama.cpp and vLLM use 128).  n_batch: positions per
-    prompt graph; it also sizes the sliding-window KV rings
-    (``swa_window_keys - 1 + n_batch`` slots each).
+    model: a ``mimo2`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
+    ``"cpu"``, ``"cuda:0"``, ``"metal"``… n_threads: CPU threads per session
+    (None: all cores). repack_weights: on CPU, keep quantized matrices in
+    ggml's repacked layouts.
+
+    ``close()`` drops the model's hold on the weights; sessions still open
+    keep working, and the memory is freed when the last of them closes.
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike,
-        device: str = "auto",
-        n_threads: Optional[int] = None,
-        kv_type: str = "f16",
-        n_ctx: int = 4096,
-        swa_window_keys: Optional[int] = None,
-        *,
-        n_batch: int = 512,
-        repack_weights: bool = True,
-    ):
+    def __init__(self, model: str | os.PathLike, *, device: str = "auto", n_threads: Optional[int] = None,
+                 repack_weights: bool = True):
         self.model_path = os.fspath(model)
-        threads = _positive_or_none("n_threads", n_threads)
-        window = _positive_or_none("swa_window_keys", swa_window_keys)
-        ctx = _positive_or_none("n_ctx", n_ctx)
-        if ctx == 0:
-            raise InvalidArgumentError("n_ctx must be a positive integer")
-        batch = _positive_or_none("n_batch", n_batch)
-        if batch == 0:
-            raise InvalidArgumentError("n_batch must be a positive integer")
-        if not isinstance(kv_type, str):
-            raise InvalidArgumentError(f"kv_type must be 'f16', 'q8_0' or 'f32', got {kv_type!r}")
-        self._native = _core.TextModel(
-            self.model_path, device=device, n_threads=threads, n_ctx=ctx, kv_type=kv_type,
-            swa_window_keys=window, n_batch=batch, repack_weights=repack_weights,
-        )
+        self._native = _core.TextModel(self.model_path, device=text("device", device),
+                                       n_threads=optional_integer("n_threads", n_threads),
+                                       repack_weights=bool(repack_weights))
         self._tokenizer: Optional[TextTokenizer] = None
         self._tokenizer_error: Optional[str] = None
-        self._tokenizer_loaded = False
         self._banned: list[int] = []
-        self._context: list[int] = []  # the ids whose K/V the cache holds, in order
-
-    # -- tokenizer ------------------------------------------------------------
-    def _load_tokenizer(self) -> None:
-        if self._tokenizer_loaded:
-            return
-        self._tokenizer_loaded = True
         keys = ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]
-        fields = _core.gguf_strings(self.model_path, keys)
-        if not all(k in fields for k in keys):
+        fields = self._native.string_arrays(keys)
+        if all(k in fields for k in keys):
+            tokens = fields["tokenizer.ggml.tokens"]
+            self._tokenizer = TextTokenizer.from_gguf_fields(tokens, fields["tokenizer.ggml.merges"])
+            # vocabulary padding rows ("[PAD151673]") are never real output
+            self._banned = [i for i, t in enumerate(tokens) if t.startswith("[PAD") and t.endswith("]")]
+        else:
             self._tokenizer_error = (
                 f"{self.model_path} carries no tokenizer (tokenizer.ggml.tokens / tokenizer.ggml.merges), so text "
                 "prompts cannot be encoded; pass token ids instead, or convert the checkpoint folder with its "
                 "tokenizer.json (`mimo-ggml convert mimo2`)"
             )
-            return
-        tokens = fields["tokenizer.ggml.tokens"]
-        self._tokenizer = TextTokenizer.from_gguf_fields(tokens, fields["tokenizer.ggml.merges"])
-        # vocabulary padding rows ("[PAD151673]") are never real output
-        self._banned = [i for i, t in enumerate(tokens) if t.startswith("[PAD") and t.endswith("]")]
 
-    @property
-    def has_tokenizer(self) -> bool:
-        self._load_tokenizer()
-        return self._tokenizer is not None
+    @classmethod
+    def load(cls, model: str | os.PathLike, **kwargs) -> "TextModel":
+        """Load a model (the same arguments as the constructor)."""
+        return cls(model, **kwargs)
+
+    def session(self, *, kv_type: str = "f16", n_ctx: int = 4096, swa_window_keys: Optional[int] = None,
+                n_batch: int = 512) -> "TextSession":
+        """A new generation context on this model (its own KV cache)."""
+        return TextSession(self, kv_type=kv_type, n_ctx=n_ctx, swa_window_keys=swa_window_keys, n_batch=n_batch)
 
     @property
     def tokenizer(self) -> TextTokenizer:
         """The GGUF's text tokenizer (ModelLoadError if the file has none)."""
-        self._load_tokenizer()
         if self._tokenizer is None:
             raise ModelLoadError(self._tokenizer_error or "no tokenizer")
         return self._tokenizer
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text)
-
-    def detokenize(self, ids: Iterable[int]) -> str:
-        return self.tokenizer.decode(ids)
+    has_tokenizer = property(lambda self: self._tokenizer is not None)
+    chat_template = property(lambda self: self._native.chat_template)
+    n_vocab = property(lambda self: self._native.n_vocab)
+    n_embd = property(lambda self: self._native.n_embd)
+    n_layer = property(lambda self: self._native.n_layer)
+    n_expert = property(lambda self: self._native.n_expert)
+    n_expert_used = property(lambda self: self._native.n_expert_used)
+    device = property(lambda self: self._native.device)
+    n_threads = property(lambda self: self._native.n_threads)
+    swa_layers = property(lambda self: list(self._native.swa_layers))
+    moe_layers = property(lambda self: list(self._native.moe_layers))
+    fused_qkv = property(lambda self: list(self._native.fused_qkv))
+    weights_bytes = property(lambda self: self._native.weights_bytes)
 
     def stop_ids(self) -> list[int]:
         """The ids that end a generation by default."""
-        self._load_tokenizer()
         ids = []
         if self._native.eos_token_id >= 0:
             ids.append(int(self._native.eos_token_id))
@@ -206,34 +187,108 @@ class TextSession:
                     ids.append(i)
         return ids
 
+    def close(self) -> None:
+        """Drop this handle's reference to the weights (open sessions keep theirs)."""
+        self._native.close()
+
+
+class TextSession(Closeable):
+    """A generation context (KV cache) on a :class:`TextModel`.
+
+    model: a TextModel, or a ``mimo2`` GGUF path (then ``device``,
+    ``n_threads`` and ``repack_weights`` go to a model this session owns and
+    closes).  kv_type: ``"f16"`` (default), ``"q8_0"`` or ``"f32"``.  n_ctx:
+    positions the context holds.  swa_window_keys: keys a sliding-window
+    query sees, itself included (None: the file's
+    ``mimo2.attention.sliding_window_keys``, default 129 as SGLang and
+    transformers; llama.cpp and vLLM use 128).  n_batch: positions per
+    prompt graph; it also sizes the sliding-window KV rings
+    (``swa_window_keys - 1 + n_batch`` slots each).
+
+    One operation runs at a time on a session: calls from other threads
+    wait. Open one session per thread on a shared model for parallel work.
+    """
+
+    def __init__(
+        self,
+        model: "TextModel | str | os.PathLike",
+        device: str = "auto",
+        n_threads: Optional[int] = None,
+        kv_type: str = "f16",
+        n_ctx: int = 4096,
+        swa_window_keys: Optional[int] = None,
+        *,
+        n_batch: int = 512,
+        repack_weights: bool = True,
+    ):
+        if isinstance(model, TextModel):
+            self.model, self._owns_model = model, False
+        else:
+            self.model = TextModel(model, device=device, n_threads=n_threads, repack_weights=repack_weights)
+            self._owns_model = True
+        self.model_path = self.model.model_path
+        try:
+            self._native = self.model._native.session(
+                n_ctx=integer("n_ctx", n_ctx), kv_type=text("kv_type", kv_type),
+                swa_window_keys=optional_integer("swa_window_keys", swa_window_keys),
+                n_batch=integer("n_batch", n_batch))
+        except BaseException:
+            if self._owns_model:
+                self.model.close()
+            raise
+        self._context: list[int] = []  # the ids whose K/V the cache holds, in order
+        self._busy = OperationLock("TextSession")
+
+    # -- tokenizer ------------------------------------------------------------
+    @property
+    def has_tokenizer(self) -> bool:
+        return self.model.has_tokenizer
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The GGUF's text tokenizer (ModelLoadError if the file has none)."""
+        return self.model.tokenizer
+
+    def tokenize(self, text_: str) -> list[int]:
+        return self.tokenizer.encode(text_)
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def stop_ids(self) -> list[int]:
+        """The ids that end a generation by default."""
+        return self.model.stop_ids()
+
     # -- low level ------------------------------------------------------------
     def eval(self, tokens: Sequence[int] | np.ndarray, *, n_out: int = 1, all_logits: bool = False) -> np.ndarray:
         """Append ``tokens`` to the context; return float32 logits (n_out, n_vocab)
         of the last ``n_out`` positions (every position with ``all_logits``)."""
         ids = self._ids(tokens)
-        if not all_logits and (isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer))
-                               or not 0 <= n_out <= len(ids)):
-            raise InvalidArgumentError(f"n_out must be between 0 and {len(ids)}, got {n_out!r}")
-        out = self._native.eval(np.asarray(ids, dtype=np.int64), -1 if all_logits else int(n_out))
-        self._context.extend(ids)
+        with self._busy.hold():
+            out = self._native.eval(ids, None, -1 if all_logits else integer("n_out", n_out))
+            self._context.extend(ids)
         return out
 
     def reset(self) -> None:
         """Forget the context (the KV cache memory is kept)."""
-        self._native.reset()
-        self._context = []
+        with self._busy.hold():
+            self._native.reset()
+            self._context = []
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` positions. Sliding-window layers keep only a
         ring of recent positions, so going far back raises InvalidArgumentError
         (then ``reset()`` and evaluate again)."""
-        self._native.truncate(int(n))
-        del self._context[int(n):]
+        with self._busy.hold():
+            self._native.truncate(integer("n", n))
+            del self._context[int(n):]
 
     def can_truncate(self, n: int) -> bool:
-        return bool(self._native.can_truncate(int(n)))
+        return bool(self._native.can_truncate(integer("n", n)))
 
-    def _ids(self, tokens) -> list[int]:
+    @staticmethod
+    def _ids(tokens) -> list[int]:
+        """Token ids as a list of ints (their range is checked natively)."""
         if isinstance(tokens, (str, bytes)):
             raise InvalidArgumentError("token ids must be a sequence of integers, not a string")
         try:
@@ -242,12 +297,7 @@ class TextSession:
             raise InvalidArgumentError("token ids must be a 1-D sequence of integers") from None
         if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
             raise InvalidArgumentError("token ids must be a non-empty 1-D sequence of integers")
-        ids = [int(i) for i in arr]
-        n_vocab = self._native.n_vocab
-        bad = next((i for i in ids if not 0 <= i < n_vocab), None)
-        if bad is not None:
-            raise InvalidArgumentError(f"token id {bad} is outside the vocabulary [0, {n_vocab})")
-        return ids
+        return [int(i) for i in arr]
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -259,8 +309,8 @@ class TextSession:
             return ids
         return self._ids(prompt)
 
-    def _stops(self, stop) -> tuple[set[int], list[str]]:
-        ids = set(self.stop_ids())
+    def _stops(self, stop) -> tuple[list[int], list[str]]:
+        ids = self.stop_ids()
         strings: list[str] = []
         if stop is None:
             return ids, strings
@@ -273,9 +323,8 @@ class TextSession:
                     raise InvalidArgumentError("stop strings must not be empty")
                 strings.append(s)
             elif isinstance(s, (int, np.integer)) and not isinstance(s, bool):
-                if not 0 <= int(s) < self._native.n_vocab:
-                    raise InvalidArgumentError(f"stop id {s} is outside the vocabulary")
-                ids.add(int(s))
+                if int(s) not in ids:
+                    ids.append(int(s))
             else:
                 raise InvalidArgumentError(f"stop entries must be strings or token ids, got {s!r}")
         if strings:
@@ -298,7 +347,8 @@ class TextSession:
     ) -> Union[GenerationResult, TextStream]:
         """Continue ``prompt`` (a string or token ids) by up to ``max_tokens``
         tokens. Returns a :class:`GenerationResult`, or with ``stream=True`` a
-        :class:`TextStream` of text pieces (its ``result`` is set at the end).
+        :class:`TextStream` of text pieces (its ``result`` is set at the end;
+        ``close()`` stops the generation).
 
         The context starts fresh each call, so the same call gives the same
         output; ``cache_prompt=True`` keeps the longest common prefix with the
@@ -306,18 +356,16 @@ class TextSession:
         from a fresh evaluation in the last bits).
         """
         ids = self._prompt_ids(prompt)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0:
-            raise InvalidArgumentError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        sampling = dict(max_tokens=integer("max_tokens", max_tokens), temperature=real("temperature", temperature),
+                        top_k=integer("top_k", top_k), top_p=real("top_p", top_p), seed=integer("seed", seed))
         if len(ids) >= self._native.n_ctx:
             raise InvalidArgumentError(
                 f"the prompt has {len(ids)} tokens; the context holds {self._native.n_ctx} (raise n_ctx)"
             )
-        params = _core.SamplerParams(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                                     seed=int(seed))
         stop_ids, stop_strings = self._stops(stop)
         if stream and not self.has_tokenizer:
-            raise ModelLoadError(self._tokenizer_error or "no tokenizer")
-        gen = self._run(ids, int(max_tokens), params, stop_ids, stop_strings, cache_prompt)
+            raise ModelLoadError(self.model._tokenizer_error or "no tokenizer")
+        gen = self._run(ids, sampling, stop_ids, stop_strings, cache_prompt)
         if stream:
             return TextStream(gen)
         while True:
@@ -330,10 +378,14 @@ class TextSession:
         """``generate`` on ``messages`` rendered as ChatML (see :mod:`mimo_ggml.chat`)."""
         return self.generate(format_chat(messages), **kwargs)
 
-    def _run(self, ids: list[int], max_tokens: int, params, stop_ids: set[int], stop_strings: list[str],
+    def _run(self, ids: list[int], sampling: dict, stop_ids: list[int], stop_strings: list[str],
              cache_prompt: bool) -> Iterator[str]:
+        with self._busy.hold():
+            return (yield from self._generate_locked(ids, sampling, stop_ids, stop_strings, cache_prompt))
+
+    def _generate_locked(self, ids, sampling, stop_ids, stop_strings, cache_prompt):
         native = self._native
-        tok_ = self._tokenizer
+        tok_ = self.model._tokenizer
         detok = tok_.detokenizer() if tok_ is not None else None
         reuse = 0
         if cache_prompt:
@@ -344,55 +396,53 @@ class TextSession:
             else:
                 reuse = 0
         if reuse == 0:
-            self.reset()
-        sampler = _core.Sampler(params)
-        t0 = time.perf_counter()
+            native.reset()
+            self._context = []
         out: list[int] = []
-        text, sent = "", 0
-        finish = "length"
+        text_, sent = "", 0
+        finish = ""
         cut = False  # a stop string ended the text
         longest = max((len(s) for s in stop_strings), default=0)
-        decode_steps = 0
-        t1 = t0
-        if max_tokens > 0:
-            tok = native.eval_sample(np.asarray(ids[reuse:], dtype=np.int64), sampler, self._banned)
-            self._context.extend(ids[reuse:])
+        t0 = time.perf_counter()
+        try:
+            generator = native.generator(ids[reuse:], banned=self.model._banned, stop=stop_ids, **sampling)
             t1 = time.perf_counter()
-            while True:
-                if tok in stop_ids:
-                    finish = "stop"
+            while (step := generator.next()) is not None:
+                tok, _logprob, is_stop = step
+                if is_stop:
                     break
                 out.append(tok)
-                if detok is not None:
-                    before = len(text)
-                    text += detok.feed(tok)
-                    if stop_strings:
-                        hit = self._find_stop(text, stop_strings, max(0, before - longest + 1))
-                        if hit is not None:
-                            text = text[:hit]
-                            finish, cut = "stop", True
-                            break
-                        safe = len(text) - self._held_back(text, stop_strings)
-                    else:
-                        safe = len(text)
-                    if safe > sent:
-                        yield text[sent:safe]
-                        sent = safe
-                if len(out) >= max_tokens or native.n_past >= native.n_ctx:
-                    break
-                tok = native.eval_sample(np.asarray([tok], dtype=np.int64), sampler, self._banned)
-                self._context.append(out[-1])
-                decode_steps += 1
+                if detok is None:
+                    continue
+                before = len(text_)
+                text_ += detok.feed(tok)
+                if stop_strings:
+                    hit = self._find_stop(text_, stop_strings, max(0, before - longest + 1))
+                    if hit is not None:
+                        text_ = text_[:hit]
+                        finish, cut = "stop", True
+                        break
+                    safe = len(text_) - self._held_back(text_, stop_strings)
+                else:
+                    safe = len(text_)
+                if safe > sent:
+                    yield text_[sent:safe]
+                    sent = safe
+        finally:
+            # the cache holds the prompt and every generated token fed back so far
+            self._context = (ids + out)[:native.n_past]
+        finish = finish or generator.finish_reason
         if detok is not None:
             if not cut:
-                text += detok.finish()  # a dangling partial character becomes U+FFFD
-            if sent < len(text):
-                yield text[sent:]
+                text_ += detok.finish()  # a dangling partial character becomes U+FFFD
+            if sent < len(text_):
+                yield text_[sent:]
         t2 = time.perf_counter()
         prompt_s, gen_s = t1 - t0, t2 - t1
-        evaluated = len(ids) - reuse if max_tokens > 0 else 0
+        evaluated = len(ids) - reuse if sampling["max_tokens"] > 0 else 0
+        decode_steps = max(0, native.n_past - len(ids)) if sampling["max_tokens"] > 0 else 0
         return GenerationResult(
-            text=text,
+            text=text_,
             tokens=out,
             prompt_tokens=len(ids),
             completion_tokens=len(out),
@@ -402,7 +452,7 @@ class TextSession:
                 "generate_s": gen_s,
                 "prompt_eval_tokens": float(evaluated),
                 "cached_tokens": float(reuse),
-                "prompt_tokens_per_s": evaluated / prompt_s if prompt_s > 0 else 0.0,
+                "prompt_tokens_per_s": evaluated / prompt_s if prompt_s > 0 and evaluated else 0.0,
                 "tokens_per_s": decode_steps / gen_s if gen_s > 0 and decode_steps else 0.0,
             },
         )
@@ -424,33 +474,30 @@ class TextSession:
         return best
 
     # -- properties -------------------------------------------------------------
-    n_vocab = property(lambda self: self._native.n_vocab)
-    n_embd = property(lambda self: self._native.n_embd)
-    n_layer = property(lambda self: self._native.n_layer)
+    n_vocab = property(lambda self: self.model.n_vocab)
+    n_embd = property(lambda self: self.model.n_embd)
+    n_layer = property(lambda self: self.model.n_layer)
+    n_expert = property(lambda self: self.model.n_expert)
+    n_expert_used = property(lambda self: self.model.n_expert_used)
+    device = property(lambda self: self.model.device)
+    n_threads = property(lambda self: self.model.n_threads)
+    swa_layers = property(lambda self: self.model.swa_layers)
+    moe_layers = property(lambda self: self.model.moe_layers)
+    fused_qkv = property(lambda self: self.model.fused_qkv)
+    weights_bytes = property(lambda self: self.model.weights_bytes)
     n_ctx = property(lambda self: self._native.n_ctx)
     n_past = property(lambda self: self._native.n_past)
     n_batch = property(lambda self: self._native.n_batch)
-    n_expert = property(lambda self: self._native.n_expert)
-    n_expert_used = property(lambda self: self._native.n_expert_used)
     kv_type = property(lambda self: self._native.kv_type)
-    device = property(lambda self: self._native.device)
-    n_threads = property(lambda self: self._native.n_threads)
     swa_window_keys = property(lambda self: self._native.swa_window_keys)
-    swa_layers = property(lambda self: list(self._native.swa_layers))
-    moe_layers = property(lambda self: list(self._native.moe_layers))
-    fused_qkv = property(lambda self: list(self._native.fused_qkv))
-    weights_bytes = property(lambda self: self._native.weights_bytes)
     kv_bytes = property(lambda self: self._native.kv_bytes)
     kv_bytes_per_token = property(lambda self: self._native.kv_bytes_per_token)
     kv_bytes_swa = property(lambda self: self._native.kv_bytes_swa)
 
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
-        """Free the weights and the KV cache now (also done by ``with``)."""
+        """Free the KV cache now (also done by ``with``); a model the session
+        loaded itself is closed with it."""
         self._native.close()
-
-    def __enter__(self) -> "TextSession":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        if self._owns_model:
+            self.model.close()

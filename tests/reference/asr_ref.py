@@ -258,12 +258,14 @@ def transcribe_reference(
     *,
     instruction: str | None = None,
     codes=None,
+    ban_padding: bool = False,
 ) -> dict:
     """The whole ASR pipeline on a 24 kHz waveform (or on given ``codes``
     [T, 8], skipping the tokenizer).
 
-    Greedy decoding with ``<|empty|>`` and the vocabulary's ``[PAD…]`` rows
-    banned (ties to the lowest id), stopping after ``<|im_end|>`` or
+    Greedy decoding with ``<|empty|>`` banned, as upstream does (and the
+    vocabulary's ``[PAD…]`` rows too with ``ban_padding``; ties to the lowest
+    id), stopping after ``<|im_end|>`` or
     ``<|endoftext|>`` (which is included in ``greedy_ids``) or after
     ``max_new_tokens`` ids. Returns:
 
@@ -279,7 +281,9 @@ def transcribe_reference(
       logits), ``stopped`` (ended on a stop id), ``text`` (raw decode of the
       ids before any stop id, special tokens kept).
     """
-    from mimo_ggml.prompt import AsrSpecialIds, build_asr_prompt, prompt_matrix
+    from mimo_ggml.prompt import AsrSpecialIds, build_asr_prompt
+
+    from reference.prompt_matrix import prompt_matrix
 
     from reference.audio_tokenizer_ref import encode_reference, pad_codes_ref
 
@@ -307,7 +311,9 @@ def transcribe_reference(
 
     lm = load_lm(ckpt_dir)
     vocab = lm.config.vocab_size
-    banned = [special.empty] + [i for i in range(vocab) if tok.id_to_token(i).startswith("[PAD")]
+    banned = [special.empty]
+    if ban_padding:
+        banned += [i for i in range(vocab) if tok.id_to_token(i).startswith("[PAD")]
     stop = set(special.stop_ids)
     ids: list[int] = []
     step_logits: list[np.ndarray] = []

@@ -13,13 +13,12 @@ shortens it to ``encoder.quant``.  Both spellings are accepted on input.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, ModelLoadError, UnsupportedModelError
-from .common import Checkpoint, float_dtype_for, write_tensor
+from .common import Checkpoint, PlannedTensor, float_dtype_for, write_gguf
 
 __all__ = ["ARCH", "convert_audio_tokenizer", "tokenizer_tensor_table", "main"]
 
@@ -171,8 +170,6 @@ def convert_audio_tokenizer(src_dir, out_path, dtype: str = "f16", codebook_dtyp
     :class:`~mimo_ggml.errors.ModelLoadError` naming every missing or
     mis-shaped tensor before anything is written.
     """
-    import gguf
-
     dtype = _check_dtype("dtype", dtype)
     codebook_dtype = _check_dtype("codebook_dtype", codebook_dtype)
     ckpt = Checkpoint(src_dir)
@@ -198,11 +195,7 @@ def convert_audio_tokenizer(src_dir, out_path, dtype: str = "f16", codebook_dtyp
     if ignored:
         log.warning("audio tokenizer: ignoring %d unexpected tensors (first: %s)", len(ignored), ignored[0])
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".part")
-    writer = gguf.GGUFWriter(str(tmp), ARCH)
-    try:
+    def metadata(writer) -> None:
         writer.add_name(NAME)
         u32 = {
             "d_model": hp["d_model"],
@@ -228,31 +221,27 @@ def convert_audio_tokenizer(src_dir, out_path, dtype: str = "f16", codebook_dtyp
         writer.add_float32("mimo_tok.rope_theta", float(hp["rope_theta"]))
         writer.add_float32("mimo_tok.layer_norm_eps", LAYER_NORM_EPS)
 
-        for hf, name, kind, shape in table:
-            arr = ckpt.tensor(hf)
+    def produce(hf: str, want: str):
+        def run() -> np.ndarray:
+            arr = np.asarray(ckpt.tensor(hf), dtype=np.float32)
             if hf.endswith(".inited"):
-                arr = np.asarray(arr, dtype=np.float32).reshape(1)
-            if kind == _VEC:
-                want = "f32"
-            elif kind == _CODEBOOK:
-                want = codebook_dtype
-            else:
-                want = float_dtype_for(arr.ndim, dtype)
+                arr = arr.reshape(1)
             if want == "f16" and arr.size and np.abs(arr).max() > np.finfo(np.float16).max:
                 raise ModelLoadError(f"{hf} has values beyond the F16 range; convert with dtype='f32'")
-            write_tensor(writer, name, np.asarray(arr, dtype=np.float32), want)
+            return arr
+        return run
 
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            writer.close()
-        finally:
-            tmp.unlink(missing_ok=True)
-        raise
+    tensors = []
+    for hf, name, kind, _ in table:
+        shape = (1,) if hf.endswith(".inited") else tuple(ckpt.shape(hf))
+        if kind == _VEC:
+            want = "f32"
+        elif kind == _CODEBOOK:
+            want = codebook_dtype
+        else:
+            want = float_dtype_for(len(shape), dtype)
+        tensors.append(PlannedTensor(name, shape, want, produce(hf, want)))
+    out_path = write_gguf(out_path, ARCH, metadata, tensors)
     log.info("wrote %s (%d tensors)", out_path, len(table))
     return out_path
 

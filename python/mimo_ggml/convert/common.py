@@ -133,20 +133,6 @@ class Checkpoint:
         return (n for n in self._entries if n.startswith(prefix))
 
 
-def write_tensor(writer, name: str, array: np.ndarray, dtype: str) -> None:
-    """Add ``array`` (PyTorch shape order) to a gguf.GGUFWriter as F32 or F16.
-
-    gguf-py reverses the shape, so a [out, in] Linear weight lands as ggml
-    ne = (in, out), the order every loader in this package expects.
-    """
-    if dtype == "f32":
-        writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
-    elif dtype == "f16":
-        writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float16))
-    else:
-        raise ValueError(f"write_tensor supports 'f32' and 'f16', not {dtype!r}")
-
-
 def float_dtype_for(array_ndim: int, requested: str) -> str:
     """1-D tensors (norms, biases) always stay F32; matrices take the requested type."""
     return "f32" if array_ndim <= 1 else requested
@@ -163,19 +149,23 @@ class PlannedTensor:
     shape: tuple[int, ...]  # PyTorch order (slowest first); for raw blocks the byte shape
     ggml_type: str  # "f32", "f16", "bf16", or a ggml quantized type name for raw bytes
     produce: "object"  # () -> np.ndarray in the final dtype (uint8 bytes for quantized types)
+    raw: bool = False  # produce() gives the final bytes (uint8, byte shape) whatever the type
 
 
 _NP_OUT = {"f32": np.float32, "f16": np.float16}
 
 
 def planned_nbytes(t: PlannedTensor) -> int:
-    itemsize = {"f32": 4, "f16": 2, "bf16": 2}.get(t.ggml_type, 1)
+    itemsize = 1 if t.raw else {"f32": 4, "f16": 2, "bf16": 2}.get(t.ggml_type, 1)
     return int(np.prod(t.shape, dtype=np.int64)) * itemsize
 
 
 def write_gguf(path: str | Path, arch: str, metadata, tensors: list[PlannedTensor]) -> Path:
-    """Write a GGUF file: ``metadata(writer)`` adds the key/values, then each
-    planned tensor is produced and written in order."""
+    """Write a GGUF file — the one writer every converter uses: ``metadata(writer)``
+    adds the key/values (a gguf.GGUFWriter), then each planned tensor is
+    produced and written in order. It streams into ``PATH.part`` and renames
+    it into place at the end, so a failed conversion leaves nothing under
+    the final name."""
     import gguf  # imported here: only converters need gguf-py
 
     path = Path(path)
@@ -185,7 +175,10 @@ def write_gguf(path: str | Path, arch: str, metadata, tensors: list[PlannedTenso
     try:
         metadata(writer)
         for t in tensors:
-            if t.ggml_type in _NP_OUT:
+            if t.raw:
+                writer.add_tensor_info(t.name, t.shape, np.dtype(np.uint8), planned_nbytes(t),
+                                       raw_dtype=gguf.GGMLQuantizationType[t.ggml_type.upper()])
+            elif t.ggml_type in _NP_OUT:
                 writer.add_tensor_info(t.name, t.shape, np.dtype(_NP_OUT[t.ggml_type]), planned_nbytes(t))
             elif t.ggml_type == "bf16":
                 writer.add_tensor_info(
@@ -199,7 +192,10 @@ def write_gguf(path: str | Path, arch: str, metadata, tensors: list[PlannedTenso
         writer.write_ti_data_to_file()
         for t in tensors:
             data = np.ascontiguousarray(t.produce())
-            if t.ggml_type in _NP_OUT:
+            if t.raw:
+                if data.dtype != np.uint8 or tuple(data.shape) != tuple(t.shape):
+                    raise ModelLoadError(f"internal: {t.name} produced {data.dtype}{data.shape}, planned bytes {t.shape}")
+            elif t.ggml_type in _NP_OUT:
                 data = data.astype(_NP_OUT[t.ggml_type], copy=False)
             elif t.ggml_type == "bf16":
                 data = f32_to_bf16(data) if data.dtype != np.uint16 else data

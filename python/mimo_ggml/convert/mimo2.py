@@ -23,7 +23,8 @@ Metadata written (``{a}`` = ``mimo2``)::
     {a}.expert_gating_func = 2 (sigmoid), .expert_weights_norm, .expert_weights_scale,
     {a}.leading_dense_block_count
   mimo-ggml's own keys (llama.cpp ignores them):
-    {a}.attention.sliding_window_keys   keys a SWA query sees, current token included (default 129, §3.3)
+    {a}.attention.sliding_window_keys   keys a SWA query sees, current token included (default: the
+                                        config's window + 1, 129 for the releases, §3.3)
     {a}.attention.swa_sinks / .full_sinks   bools: which layer kinds carry attn_sinks
     tokenizer.ggml.* (gpt2 BPE) when the folder has a tokenizer.json
 
@@ -49,7 +50,7 @@ import gguf
 import numpy as np
 
 from ..errors import InvalidArgumentError, ModelLoadError, UnsupportedModelError
-from .common import Checkpoint
+from .common import Checkpoint, PlannedTensor, write_gguf
 from . import mimo2_formats as fmt
 
 __all__ = ["convert_mimo2", "Mimo2HParams", "Mimo2ConversionReport", "read_mimo2_hparams", "main"]
@@ -540,6 +541,9 @@ class _Converter:
         if expert_type is not None and expert_type not in _EXPERT_TYPES:
             raise InvalidArgumentError(f"expert_type must be None or one of {_EXPERT_TYPES}, not {expert_type!r}")
         self.expert_type = expert_type
+        if swa_window_keys is None:
+            # the checkpoint's own window: sliding_window previous tokens plus the query itself
+            swa_window_keys = self.hp.sliding_window + 1
         if int(swa_window_keys) < 1:
             raise InvalidArgumentError(f"swa_window_keys must be >= 1, got {swa_window_keys}")
         self.window_keys = int(swa_window_keys)
@@ -895,34 +899,18 @@ class _Converter:
 
     def write(self, out_path: Path) -> Mimo2ConversionReport:
         out_path = Path(out_path)
-        tmp = out_path.with_name(out_path.name + ".part")
-        w = gguf.GGUFWriter(tmp, ARCH)
-        try:
+        has_tok = [False]
+
+        def metadata(w) -> None:
             self.write_kv(w)
-            has_tok = self.write_tokenizer(w)
-            for p in self.plan:
-                row = fmt.ggml_row_bytes(p.type_name, p.shape[-1])
-                byte_shape = (*p.shape[:-1], row)
-                w.add_tensor_info(
-                    p.name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
-                    raw_dtype=fmt.GGML_TYPES[p.type_name],
-                )
-            w.write_header_to_file()
-            w.write_kv_data_to_file()
-            w.write_ti_data_to_file()
-            for p in self.plan:
-                data = p.produce()
-                row = fmt.ggml_row_bytes(p.type_name, p.shape[-1])
-                if data.dtype != np.uint8 or data.shape != (*p.shape[:-1], row):
-                    raise ModelLoadError(f"internal: {p.name} produced {data.dtype}{data.shape}")
-                w.write_tensor_data(np.ascontiguousarray(data))
-                log.debug("wrote %s %s %s", p.name, list(p.shape), p.type_name)
-            w.close()
-            os.replace(tmp, out_path)
-        except BaseException:
-            w.close()
-            tmp.unlink(missing_ok=True)
-            raise
+            has_tok[0] = self.write_tokenizer(w)
+
+        def planned(p: _Planned) -> PlannedTensor:
+            byte_shape = (*p.shape[:-1], fmt.ggml_row_bytes(p.type_name, p.shape[-1]))
+            return PlannedTensor(p.name, byte_shape, p.type_name, p.produce, raw=True)
+
+        write_gguf(out_path, ARCH, metadata, [planned(p) for p in self.plan])
+        has_tok = has_tok[0]
         skipped: dict[str, int] = {}
         ignored: list[str] = []
         for name in self.ckpt.names():
@@ -955,7 +943,7 @@ def convert_mimo2(
     *,
     dtype: str | None = None,
     expert_type: str | None = None,
-    swa_window_keys: int = 129,
+    swa_window_keys: int | None = None,
     qkv_layout: str | None = None,
     fuse_qkv: bool = False,
     qkv_tp: int | None = None,
@@ -972,7 +960,10 @@ def convert_mimo2(
         repacks, with the fallback of :func:`.mimo2_formats.awq_lossless_type`
         and a warning when not exact), q4_1 (AWQ, near-lossless).
     swa_window_keys: keys a SWA query sees including itself, stored as
-        ``mimo2.attention.sliding_window_keys`` (129 = SGLang/transformers; 128 = vLLM/llama.cpp).
+        ``mimo2.attention.sliding_window_keys``; None (default) takes the
+        checkpoint's own window (``sliding_window_size`` previous tokens + 1,
+        i.e. transformers' ``sliding_window``: 129 for the releases, as
+        SGLang/transformers); 128 = vLLM/llama.cpp.
     qkv_layout: for a fused ``qkv_proj``: ``"tp_chunked"`` (Xiaomi's releases),
         ``"global_q_k_v"`` (some re-exports); ``None`` reads
         ``conversion_metadata.qkv_layout`` and defaults to ``"tp_chunked"``.
@@ -1005,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out")
     ap.add_argument("--dtype", choices=FLOAT_TYPES)
     ap.add_argument("--expert-type", choices=_EXPERT_TYPES)
-    ap.add_argument("--swa-window-keys", type=int, default=129)
+    ap.add_argument("--swa-window-keys", type=int, default=None)
     ap.add_argument("--qkv-layout", choices=("tp_chunked", "global_q_k_v"))
     ap.add_argument("--qkv-tp", type=int)
     ap.add_argument("--fuse-qkv", action="store_true")

@@ -19,13 +19,25 @@ import os
 import numpy as np
 
 from . import _core
+from .lifetime import Closeable
+from .arguments import optional_integer
 from .audio import N_MELS, load_audio, log_mel, pad_chunk, tokenizer_chunks
 from .errors import InvalidArgumentError
 
-__all__ = ["AudioTokenizer"]
+__all__ = ["AudioTokenizer", "chunk_mel", "clip_mels"]
 
 
-class AudioTokenizer:
+def chunk_mel(wave: np.ndarray, start: int, end: int) -> np.ndarray:
+    """The log-mel (T_mel, 128) of one tokenizer chunk wave[start:end] (spec asr §3–§4)."""
+    return log_mel(pad_chunk(wave[start:end]))
+
+
+def clip_mels(wave: np.ndarray) -> list[np.ndarray]:
+    """The log-mels of a 24 kHz waveform's independent 30 s tokenizer chunks, in order."""
+    return [chunk_mel(wave, s, e) for s, e in tokenizer_chunks(len(wave))]
+
+
+class AudioTokenizer(Closeable):
     """A loaded ``mimo_tokenizer`` GGUF (the MiMo-Audio-Tokenizer encoder + RVQ).
 
     path: the tokenizer GGUF (CrispASR's layout, or ``mimo-ggml convert``'s).
@@ -43,10 +55,9 @@ class AudioTokenizer:
         *,
         bf16_rope: bool = True,
     ):
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads <= 0):
-            raise InvalidArgumentError(f"n_threads must be a positive integer or None, got {n_threads!r}")
         self._native = _core.AudioTokenizer(
-            os.fspath(path), device=device, n_threads=n_threads or 0, bf16_rope=bool(bf16_rope)
+            os.fspath(path), device=device, n_threads=optional_integer("n_threads", n_threads),
+            bf16_rope=bool(bf16_rope)
         )
 
     # -- encoding -------------------------------------------------------------
@@ -60,7 +71,7 @@ class AudioTokenizer:
         multiple of 4 frames is applied.
         """
         wave = load_audio(audio, sample_rate)
-        parts = [self._native.encode_mel(self._chunk_mel(wave, s, e)) for s, e in tokenizer_chunks(len(wave))]
+        parts = [self._native.encode_mel(mel) for mel in clip_mels(wave)]
         return np.concatenate(parts, axis=0)
 
     def encode_stages(self, audio, sample_rate: int | None = None, chunk: int = 0) -> dict:
@@ -80,7 +91,7 @@ class AudioTokenizer:
         codes, gaps = [], []
         out: dict = {}
         for i, (s, e) in enumerate(bounds):
-            mel = self._chunk_mel(wave, s, e)
+            mel = chunk_mel(wave, s, e)
             if i == chunk:
                 out = {"tok_mel": mel, **self._native.encode_mel_stages(mel)}
                 c, g = out["tok_codes"], out["tok_code_gaps"]
@@ -100,10 +111,6 @@ class AudioTokenizer:
     def encode_mel_stages(self, mel) -> dict:
         """Every stage of one chunk's log-mel (see :meth:`encode_stages`)."""
         return self._native.encode_mel_stages(self._check_mel(mel))
-
-    @staticmethod
-    def _chunk_mel(wave: np.ndarray, start: int, end: int) -> np.ndarray:
-        return log_mel(pad_chunk(wave[start:end]))
 
     def _check_mel(self, mel) -> np.ndarray:
         m = np.asarray(mel, dtype=np.float32)
@@ -129,9 +136,3 @@ class AudioTokenizer:
     def close(self) -> None:
         """Free the weights and compute buffers now (also done by ``with``)."""
         self._native.close()
-
-    def __enter__(self) -> "AudioTokenizer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

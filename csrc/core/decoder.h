@@ -1,0 +1,66 @@
+// What the shared decode-session core (sessions/decode_session) needs from a
+// decoder-only language model: the inputs of one forward graph, its outputs,
+// and the model interface (Qwen2 of the ASR model, the mimo2 MoE backbone).
+//
+// Rows of a graph are positions. Each row's input comes from the token table
+// (tokens) or, for rows [emb_begin, emb_begin + n_emb), from `embeddings`
+// (the ASR path puts its audio features there); both are joined inside the
+// graph. Full-attention layers write the rows' K/V at `slots_full` and read
+// the first n_kv_full cache rows under `mask_full`; sliding-window layers do
+// the same with the *_swa inputs over their ring.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/kv_cache.h"
+#include "ggml.h"
+
+namespace mimo {
+
+struct DecoderInputs {
+    ggml_tensor * tokens = nullptr;      // I32 (T), or nullptr when every row is an embedding
+    ggml_tensor * embeddings = nullptr;  // F32 (n_embd, n_emb), or nullptr
+    int64_t emb_begin = 0;               // first row taken from embeddings
+    ggml_tensor * positions = nullptr;   // I32 (T), absolute
+    ggml_tensor * slots_full = nullptr, * slots_swa = nullptr;  // I64 (T)
+    ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)
+    int64_t n_kv_full = 0, n_kv_swa = 0;
+    int64_t n_out = 1;        // the last n_out rows get outputs
+    bool want_hidden = false;  // also output the final-norm hidden rows
+    bool want_inputs = false;  // also output the joined input rows (a parity stage)
+};
+
+struct DecoderOutputs {
+    ggml_tensor * logits = nullptr;  // (n_vocab, n_out)
+    ggml_tensor * hidden = nullptr;  // (n_embd, n_out) when asked
+    ggml_tensor * inputs = nullptr;  // (n_embd, T) when asked
+};
+
+class DecoderModel {
+public:
+    virtual ~DecoderModel() = default;
+    virtual int64_t n_vocab() const = 0;
+    virtual int64_t n_embd() const = 0;
+    virtual int64_t n_ctx_train() const = 0;
+    virtual bool has_full_layers() const = 0;
+    virtual bool has_swa_layers() const = 0;
+    virtual int64_t default_window_keys() const { return 0; }  // keys a SWA query sees, itself included
+    virtual bool is_swa_layer(size_t il) const = 0;
+    // per-layer cache shapes: full layers hold n_ctx slots, SWA layers swa_slots
+    virtual std::vector<KvLayerShape> kv_shapes(int64_t n_ctx, int64_t swa_slots) const = 0;
+    virtual size_t max_graph_nodes() const = 0;
+    virtual DecoderOutputs build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
+                                 const KvCache & kv) const = 0;
+};
+
+// The graph's input rows: token-table rows joined with the embedding rows.
+ggml_tensor * decoder_input_rows(ggml_context * ctx, ggml_tensor * tok_embd, const DecoderInputs & in);
+
+// Marks the outputs the inputs ask for and expands the graph to them: logits
+// = head(hidden); `inputs` are the joined rows of decoder_input_rows.
+DecoderOutputs decoder_outputs(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in, ggml_tensor * inputs,
+                               ggml_tensor * hidden, ggml_tensor * head);
+
+}  // namespace mimo

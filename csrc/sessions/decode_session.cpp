@@ -1,0 +1,292 @@
+#include "sessions/decode_session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "core/errors.h"
+#include "core/graph.h"
+#include "core/log.h"
+
+namespace mimo {
+
+// What decides whether a kept graph can be reused.
+struct DecodeSession::Shape {
+    int64_t n = 0, n_kv_full = 0, n_kv_swa = 0, n_out = 0;
+    bool tokens = false, embeddings = false;
+    int64_t emb_begin = 0, n_emb = 0;
+    bool want_hidden = false, want_inputs = false;
+    auto key() const {
+        return std::tie(n, n_kv_full, n_kv_swa, n_out, tokens, embeddings, emb_begin, n_emb, want_hidden, want_inputs);
+    }
+};
+
+struct DecodeSession::Graph : GraphArena {
+    using GraphArena::GraphArena;
+    Shape shape;
+    DecoderInputs in;
+    DecoderOutputs out;
+};
+
+DecodeSession::DecodeSession(std::shared_ptr<const void> keep_alive, const DecoderModel & model,
+                             const Backend & backend, int64_t n_ctx, ggml_type kv_type,
+                             std::optional<int64_t> window_keys, int64_t max_batch)
+    : keep_alive_(std::move(keep_alive)), model_(model), n_ctx_(n_ctx), max_batch_(max_batch) {
+    if (n_ctx <= 0) fail(ErrorKind::InvalidArgument, strfmt("n_ctx must be positive, got %lld", (long long) n_ctx));
+    if (window_keys && *window_keys < 1) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("swa_window_keys must be positive (or None for the file's value), got %lld", (long long) *window_keys));
+    }
+    if (max_batch <= 0) fail(ErrorKind::InvalidArgument, strfmt("n_batch must be positive, got %lld", (long long) max_batch));
+    has_full_ = model.has_full_layers();
+    has_swa_ = model.has_swa_layers();
+    window_keys_ = window_keys ? *window_keys : model.default_window_keys();
+    if (has_swa_) {
+        // a chunk of m <= max_batch new positions needs the W - 1 before it plus itself
+        swa_slots_ = std::min(n_ctx, window_keys_ - 1 + max_batch_);
+        swa_pos_.assign(size_t(swa_slots_), -1);
+    }
+    kv_ = std::make_unique<KvCache>(backend, model.kv_shapes(n_ctx, swa_slots_), kv_type);
+    sched_ = std::make_unique<Scheduler>(backend, model.max_graph_nodes());
+    MIMO_LOG_INFO("mimo-ggml: decode session n_ctx %lld, KV %s %.1f MiB (%zu bytes per position%s)", (long long) n_ctx,
+                  ggml_type_name(kv_type), kv_->bytes() / 1048576.0, kv_bytes_per_token(),
+                  has_swa_ ? strfmt(", SWA window %lld keys in rings of %lld slots", (long long) window_keys_,
+                                    (long long) swa_slots_).c_str()
+                           : "");
+}
+
+DecodeSession::~DecodeSession() {
+    graph_.reset();  // before the scheduler that allocated it
+    sched_.reset();
+}
+
+size_t DecodeSession::kv_bytes_per_token() const {
+    size_t n = 0;
+    for (size_t il = 0; il < kv_->n_layers(); ++il)
+        if (!model_.is_swa_layer(il)) n += kv_->k(il)->nb[1] + kv_->v(il)->nb[1];
+    return n;
+}
+
+size_t DecodeSession::kv_bytes_swa() const {
+    size_t n = 0;
+    for (size_t il = 0; il < kv_->n_layers(); ++il)
+        if (model_.is_swa_layer(il)) n += ggml_nbytes(kv_->k(il)) + ggml_nbytes(kv_->v(il));
+    return n;
+}
+
+void DecodeSession::reset() {
+    n_past_ = 0;
+    std::fill(swa_pos_.begin(), swa_pos_.end(), -1);
+}
+
+bool DecodeSession::can_truncate(int64_t n) const {
+    if (n < 0 || n > n_past_) return false;
+    if (!has_swa_ || n == 0) return true;
+    // positions n - (W - 1) .. n - 1 must still be in the ring: later queries need them
+    for (int64_t p = std::max<int64_t>(0, n - (window_keys_ - 1)); p < n; ++p) {
+        if (swa_pos_[size_t(p % swa_slots_)] != p) return false;
+    }
+    return true;
+}
+
+void DecodeSession::truncate(int64_t n) {
+    if (n < 0 || n > n_past_) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("truncate(%lld): must be between 0 and the current length %lld", (long long) n, (long long) n_past_));
+    }
+    if (!can_truncate(n)) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("truncate(%lld): the sliding-window layers no longer hold positions %lld..%lld (their ring keeps "
+                    "the last %lld positions); call reset() and evaluate again",
+                    (long long) n, (long long) std::max<int64_t>(0, n - (window_keys_ - 1)), (long long) (n - 1),
+                    (long long) swa_slots_));
+    }
+    for (int64_t & p : swa_pos_)
+        if (p >= n) p = -1;
+    n_past_ = n;
+}
+
+DecodeSession::Graph & DecodeSession::prepare(const Shape & shape) {
+    if (graph_ && graph_->shape.key() == shape.key()) return *graph_;  // same shapes: only inputs change
+    graph_.reset();
+    auto g = std::make_unique<Graph>(model_.max_graph_nodes());
+    g->shape = shape;
+    DecoderInputs & in = g->in;
+    ggml_context * ctx = g->ctx;
+    auto input = [](ggml_tensor * t) {
+        ggml_set_input(t);
+        return t;
+    };
+    if (shape.tokens) in.tokens = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
+    if (shape.embeddings) {
+        in.embeddings = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, model_.n_embd(), shape.n_emb));
+        in.emb_begin = shape.emb_begin;
+    }
+    in.positions = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
+    if (has_full_) {
+        in.slots_full = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
+        in.mask_full = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_full, shape.n));
+    }
+    if (has_swa_) {
+        in.slots_swa = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
+        in.mask_swa = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_swa, shape.n));
+    }
+    in.n_kv_full = shape.n_kv_full;
+    in.n_kv_swa = shape.n_kv_swa;
+    in.n_out = shape.n_out;
+    in.want_hidden = shape.want_hidden;
+    in.want_inputs = shape.want_inputs;
+    g->out = model_.build(ctx, g->gf, in, *kv_);
+    sched_alloc_graph(sched_->get(), g->gf, "decoder");
+    graph_ = std::move(g);
+    return *graph_;
+}
+
+void DecodeSession::run_chunk(const DecodeRows & rows, int64_t n, int64_t n_out, bool want_hidden, bool want_inputs,
+                              DecodeOutput & out) {
+    const int64_t p0 = n_past_, end = p0 + n;
+    auto bucket = [](int64_t used, int64_t cap) { return std::min(cap, (used + kKvBucket - 1) / kKvBucket * kKvBucket); };
+    Shape shape;
+    shape.n = n;
+    shape.n_out = n_out;
+    shape.n_kv_full = has_full_ ? bucket(end, n_ctx_) : 0;
+    shape.n_kv_swa = has_swa_ ? bucket(std::min(end, swa_slots_), swa_slots_) : 0;
+    shape.tokens = rows.tokens != nullptr;
+    shape.embeddings = rows.embeddings != nullptr && rows.n_emb > 0;
+    shape.emb_begin = shape.embeddings ? rows.emb_begin : 0;
+    shape.n_emb = shape.embeddings ? rows.n_emb : 0;
+    shape.want_hidden = want_hidden;
+    shape.want_inputs = want_inputs;
+    Graph & g = prepare(shape);
+
+    if (g.in.tokens) ggml_backend_tensor_set(g.in.tokens, rows.tokens, 0, size_t(n) * sizeof(int32_t));
+    if (g.in.embeddings) {
+        ggml_backend_tensor_set(g.in.embeddings, rows.embeddings, 0,
+                                size_t(rows.n_emb * model_.n_embd()) * sizeof(float));
+    }
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    std::vector<int64_t> slots(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(p0 + i);
+    ggml_backend_tensor_set(g.in.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
+
+    const uint16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);
+    if (has_full_) {
+        // slot = position; the query at p0 + i sees slots 0 .. p0 + i
+        const int64_t n_kv = shape.n_kv_full;
+        for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = p0 + i;
+        ggml_backend_tensor_set(g.in.slots_full, slots.data(), 0, slots.size() * sizeof(int64_t));
+        mask_.assign(size_t(n_kv * n), minus_inf);
+        for (int64_t i = 0; i < n; ++i) std::fill_n(mask_.begin() + i * n_kv, p0 + i + 1, zero);
+        ggml_backend_tensor_set(g.in.mask_full, mask_.data(), 0, mask_.size() * sizeof(uint16_t));
+    }
+    if (has_swa_) {
+        // ring: slot = position mod size; the query at P sees the slots holding P - (W - 1) .. P
+        const int64_t n_kv = shape.n_kv_swa;
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t s = (p0 + i) % swa_slots_;
+            slots[size_t(i)] = s;
+            swa_pos_[size_t(s)] = p0 + i;
+        }
+        ggml_backend_tensor_set(g.in.slots_swa, slots.data(), 0, slots.size() * sizeof(int64_t));
+        mask_.assign(size_t(n_kv * n), minus_inf);
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t P = p0 + i;
+            uint16_t * row = mask_.data() + i * n_kv;
+            for (int64_t s = 0; s < n_kv; ++s) {
+                const int64_t kp = swa_pos_[size_t(s)];
+                if (kp >= 0 && kp <= P && P - kp < window_keys_) row[s] = zero;
+            }
+        }
+        ggml_backend_tensor_set(g.in.mask_swa, mask_.data(), 0, mask_.size() * sizeof(uint16_t));
+    }
+
+    if (ggml_backend_sched_graph_compute(sched_->get(), g.gf) != GGML_STATUS_SUCCESS) {
+        reset();  // the ring bookkeeping above may describe positions that were not written
+        fail(ErrorKind::Backend, "the decoder graph failed to compute; the context was reset");
+    }
+    n_past_ = end;
+
+    auto append = [](std::vector<float> & dst, ggml_tensor * t, int64_t n_rows) {
+        const size_t row = size_t(t->ne[0]), at = dst.size();
+        dst.resize(at + size_t(n_rows) * row);
+        ggml_backend_tensor_get(t, dst.data() + at, 0, size_t(n_rows) * row * sizeof(float));
+    };
+    append(out.logits, g.out.logits, n_out);
+    if (want_hidden) append(out.hidden, g.out.hidden, n_out);
+    if (want_inputs) append(out.inputs, g.out.inputs, n);
+    out.n_out += n_out;
+}
+
+void DecodeSession::check_rows(const DecodeRows & rows, int64_t n) const {
+    if (n <= 0) fail(ErrorKind::InvalidArgument, "eval needs at least one position");
+    if (n_past_ + n > n_ctx_) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("context is full: %lld positions used + %lld new > n_ctx %lld; use a larger n_ctx or reset()",
+                    (long long) n_past_, (long long) n, (long long) n_ctx_));
+    }
+    if (!rows.tokens && !rows.embeddings) fail(ErrorKind::InvalidArgument, "eval needs token ids or embeddings");
+    if (rows.embeddings) {
+        const bool whole = !rows.tokens && (rows.emb_begin != 0 || rows.n_emb != n);
+        if (rows.n_emb < 0 || rows.emb_begin < 0 || rows.emb_begin + rows.n_emb > n || whole) {
+            fail(ErrorKind::InvalidArgument, "embedding rows must lie inside the evaluated rows");
+        }
+    }
+    if (rows.tokens) {
+        const int64_t n_vocab = model_.n_vocab();
+        for (int64_t i = 0; i < n; ++i) {
+            const bool placeholder = rows.embeddings && i >= rows.emb_begin && i < rows.emb_begin + rows.n_emb;
+            if (!placeholder && (rows.tokens[i] < 0 || rows.tokens[i] >= n_vocab)) {
+                fail(ErrorKind::InvalidArgument, strfmt("token id %d at index %lld is outside the vocabulary [0, %lld)",
+                                                        rows.tokens[i], (long long) i, (long long) n_vocab));
+            }
+        }
+    }
+}
+
+DecodeOutput DecodeSession::eval(const DecodeRows & rows, int64_t n, int64_t n_out, bool want_hidden,
+                                 bool want_inputs) {
+    check_rows(rows, n);
+    if (n_out < 0 || n_out > n) fail(ErrorKind::InvalidArgument, strfmt("n_out must be between 0 and %lld", (long long) n));
+    std::vector<int32_t> safe_ids;  // placeholder ids of embedding rows made valid for the table gather
+    const int32_t * ids = rows.tokens;
+    if (rows.tokens && rows.embeddings) {
+        safe_ids.assign(rows.tokens, rows.tokens + n);
+        for (int64_t i = rows.emb_begin; i < rows.emb_begin + rows.n_emb; ++i) safe_ids[size_t(i)] = 0;
+        ids = safe_ids.data();
+    }
+    const int64_t n_embd = model_.n_embd(), n_vocab = model_.n_vocab(), first_out = n - n_out;
+    DecodeOutput out;
+    out.logits.reserve(size_t(std::max<int64_t>(n_out, 1) * n_vocab));
+    for (int64_t done = 0; done < n;) {
+        const int64_t m = std::min(max_batch_, n - done);
+        DecodeRows chunk;
+        chunk.tokens = ids ? ids + done : nullptr;
+        if (rows.embeddings) {  // the part of the embedding span inside this chunk
+            const int64_t b = std::max(rows.emb_begin, done), e = std::min(rows.emb_begin + rows.n_emb, done + m);
+            if (e > b) {
+                chunk.embeddings = rows.embeddings + (b - rows.emb_begin) * n_embd;
+                chunk.emb_begin = b - done;
+                chunk.n_emb = e - b;
+            }
+        }
+        // rows of this chunk among the last n_out positions; a graph always yields at least one
+        const int64_t chunk_out = std::max<int64_t>(0, done + m - std::max(first_out, done));
+        const size_t lo = out.logits.size(), ho = out.hidden.size();
+        run_chunk(chunk, m, std::max<int64_t>(chunk_out, 1), want_hidden, want_inputs, out);
+        if (chunk_out == 0) {  // drop the row nobody asked for
+            out.logits.resize(lo);
+            out.hidden.resize(ho);
+            out.n_out -= 1;
+        }
+        done += m;
+    }
+    return out;
+}
+
+std::vector<float> DecodeSession::eval_tokens(const int32_t * tokens, int64_t n) {
+    DecodeRows rows;
+    rows.tokens = tokens;
+    return eval(rows, n, 1).logits;
+}
+
+}  // namespace mimo

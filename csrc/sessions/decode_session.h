@@ -1,0 +1,106 @@
+// The decode-session core shared by every decoder model (the ASR model's
+// Qwen2, the mimo2 MoE backbone): per-request state over immutable weights.
+//
+// It owns the KV cache, a scheduler on backend instances of its own, and the
+// last graph (a step with the same shapes only re-sets the inputs). Inputs
+// longer than max_batch positions are split into several graphs; the
+// attended cache rows grow in kKvBucket steps so a step graph is rebuilt
+// only when a bucket fills.
+//
+// KV memory: full-attention layers hold n_ctx positions (slot = position);
+// sliding-window layers hold a ring of (window_keys - 1 + max_batch) slots
+// (slot = position mod ring size), all that a graph of up to max_batch new
+// positions can see, so their memory stays fixed however long the context.
+// The session records the absolute position each ring slot holds and builds
+// both masks (causal; causal + window) from them on the host.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/decoder.h"
+#include "core/kv_cache.h"
+
+namespace mimo {
+
+// Rows appended by one eval: token ids for every row (nullptr: all rows are
+// embeddings), and optionally n_emb embedding rows of n_embd floats that
+// replace rows [emb_begin, emb_begin + n_emb).
+struct DecodeRows {
+    const int32_t * tokens = nullptr;
+    const float * embeddings = nullptr;
+    int64_t emb_begin = 0, n_emb = 0;
+};
+
+struct DecodeOutput {
+    int64_t n_out = 0;
+    std::vector<float> logits;  // n_out rows of n_vocab
+    std::vector<float> hidden;  // n_out rows of n_embd (when asked)
+    std::vector<float> inputs;  // every row's input, n rows of n_embd (when asked)
+};
+
+class DecodeSession {
+public:
+    // keep_alive: the object that owns `model` (kept alive as long as the
+    // session). window_keys: keys a SWA query sees, itself included (none:
+    // the model's default). max_batch: positions per graph; also sizes SWA rings.
+    DecodeSession(std::shared_ptr<const void> keep_alive, const DecoderModel & model, const Backend & backend,
+                  int64_t n_ctx, ggml_type kv_type, std::optional<int64_t> window_keys = std::nullopt,
+                  int64_t max_batch = kDefaultMaxBatch);
+    ~DecodeSession();
+    DecodeSession(const DecodeSession &) = delete;
+    DecodeSession & operator=(const DecodeSession &) = delete;
+
+    // Appends n positions to the context; outputs for the last n_out of them.
+    DecodeOutput eval(const DecodeRows & rows, int64_t n, int64_t n_out, bool want_hidden = false,
+                      bool want_inputs = false);
+    // Appends n tokens; returns the logits of the last position.
+    std::vector<float> eval_tokens(const int32_t * tokens, int64_t n);
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t window_keys() const { return window_keys_; }
+    int64_t swa_slots() const { return swa_slots_; }
+    int64_t max_batch() const { return max_batch_; }
+    const DecoderModel & model() const { return model_; }
+    const KvCache & kv() const { return *kv_; }
+    size_t kv_bytes_per_token() const;  // bytes each context position adds (full layers)
+    size_t kv_bytes_swa() const;        // fixed bytes of the SWA rings
+
+    void reset();
+    // Forget positions >= n. On SWA rings only possible while the window
+    // before n is still held (at most max_batch positions back after a long
+    // context); otherwise InvalidArgument.
+    void truncate(int64_t n);
+    bool can_truncate(int64_t n) const;
+
+    static constexpr int64_t kDefaultMaxBatch = 512;  // positions per graph
+    static constexpr int64_t kKvBucket = 256;         // attended rows grow in these steps
+
+private:
+    struct Graph;
+    struct Shape;
+    Graph & prepare(const Shape & shape);
+    void run_chunk(const DecodeRows & rows, int64_t n, int64_t n_out, bool want_hidden, bool want_inputs,
+                   DecodeOutput & out);
+    void check_rows(const DecodeRows & rows, int64_t n) const;
+
+    std::shared_ptr<const void> keep_alive_;
+    const DecoderModel & model_;
+    std::unique_ptr<KvCache> kv_;
+    std::unique_ptr<Scheduler> sched_;
+    std::unique_ptr<Graph> graph_;  // the last graph, kept for reuse
+    int64_t n_ctx_ = 0;
+    int64_t n_past_ = 0;
+    int64_t window_keys_ = 0;
+    int64_t max_batch_ = kDefaultMaxBatch;
+    int64_t swa_slots_ = 0;
+    bool has_full_ = false, has_swa_ = false;
+    std::vector<int64_t> swa_pos_;  // absolute position held by each ring slot, -1: empty
+    std::vector<uint16_t> mask_;    // F16 scratch
+};
+
+}  // namespace mimo
