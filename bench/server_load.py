@@ -44,13 +44,14 @@ def _percentile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def _inputs(asr_path, text_path, workdir: Path, threads: int):
-    """The request kinds and their sequential answers."""
+def _inputs(asr_path, text_path, workdir: Path, threads: int, sizes: dict):
+    """The request kinds and their sequential answers; ``sizes`` gets the
+    weights and per-session KV bytes of the models."""
     import soundfile as sf
 
     from mimo_ggml import Session, TextSession
     from mimo_ggml.chat_template import render_chat
-    from mimo_ggml.server.runtime import read_chat_template
+    from mimo_ggml.server.runtime import special_tokens
     from test_transcribe import speechlike
 
     kinds = []
@@ -60,14 +61,16 @@ def _inputs(asr_path, text_path, workdir: Path, threads: int):
             sf.write(path, speechlike(seconds, rate, seed=seed, pauses=(seconds / 2,)), rate, subtype="PCM_16")
             want = asr.transcribe(str(path), max_clip_s=MAX_CLIP).text
             kinds.append(("audio", path.read_bytes(), path.name, want))
+        sizes["weights"] = asr.model.weights_bytes
+        sizes["kv"] = asr.kv_bytes
     if text_path is not None:
-        info = read_chat_template(str(text_path))
-        special = {k: v for k, v in info.items() if k != "template" and v}
         with TextSession(text_path, device="cpu", n_threads=threads, kv_type="f32", n_ctx=2048) as text:
             for content in CHATS:
                 messages = [{"role": "user", "content": content}]
-                prompt = render_chat(messages, info["template"], **special)
+                prompt = render_chat(messages, text.model.chat_template, **special_tokens(str(text_path)))
                 kinds.append(("chat", messages, None, text.generate(prompt, max_tokens=CHAT_TOKENS).text))
+            sizes["weights"] += text.model.weights_bytes
+            sizes["kv"] += text.kv_bytes
     answers = [k[3] for k in kinds]
     assert len(set(answers)) == len(answers), "every input needs a distinct answer to tell mixed results apart"
     return kinds
@@ -80,7 +83,8 @@ def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_cl
     from server_helpers import ServerProcess
 
     workdir = Path(workdir)
-    kinds = _inputs(asr_path, text_path, workdir, threads)
+    sizes: dict = {}
+    kinds = _inputs(asr_path, text_path, workdir, threads, sizes)
     answers = {k[3]: i for i, k in enumerate(kinds)}
     base = ["-m", str(asr_path), "--device", "cpu", "-t", str(threads), "--kv-type", "f32",
             "--max-clip", str(MAX_CLIP), "--text-n-ctx", "2048", "--max-queue", str(max_queue)]
@@ -141,6 +145,7 @@ def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_cl
         "p50_s": _percentile(ok, 0.50), "p95_s": _percentile(ok, 0.95),
         "rss_start_mib": rss_start / 1024, "rss_one_session_mib": rss_one / 1024 if rss_one else None,
         "rss_peak_mib": rss_peak / 1024,
+        "weights_mib": sizes["weights"] / (1 << 20), "kv_per_session_mib": sizes["kv"] / (1 << 20),
         "shared_weights": all(m["shared_weights"] for m in health.get("models", [])),
     }
 
@@ -180,6 +185,8 @@ def main(argv=None) -> int:
     one = f", {r['rss_one_session_mib']:.0f} MiB with one session" if r["rss_one_session_mib"] else ""
     print(f"  server RSS: {r['rss_start_mib']:.0f} MiB at start with {r['sessions']} sessions{one}; "
           f"peak {r['rss_peak_mib']:.0f} MiB; weights shared between sessions: {r['shared_weights']}")
+    print(f"  the models' weights: {r['weights_mib']:.1f} MiB; KV cache per session (both models): "
+          f"{r['kv_per_session_mib']:.1f} MiB")
     return 0 if r["wrong"] == 0 and r["lost"] == 0 else 1
 
 

@@ -34,7 +34,7 @@ from mimo_ggml.chat import format_chat
 from mimo_ggml.errors import AudioError
 from mimo_ggml.server import schemas
 from mimo_ggml.server.options import ServerConfig, config_from_args, exposure_warning
-from mimo_ggml.server.runtime import read_chat_template
+from mimo_ggml.server.runtime import special_tokens
 from mimo_ggml.writers import format_transcription
 from server_helpers import (Chromium, ServerProcess, chromium_binary, http_get, metric, multipart_head, multipart_tail,
                             tiny_text_model)
@@ -58,7 +58,7 @@ def audio(tmp_path_factory):
     files = {
         "clips": (speechlike(9.0, 16000, seed=1, pauses=(3.0, 6.0)), 16000, "clips.wav"),
         "short": (speechlike(2.5, 24000, seed=2), 24000, "short.flac"),
-        "long": (speechlike(60.0, 16000, seed=5, pauses=tuple(range(3, 60, 4))), 16000, "long.wav"),
+        "long": (speechlike(30.0, 16000, seed=5, pauses=tuple(range(3, 30, 4))), 16000, "long.wav"),
     }
     out = {}
     for name, (wave, rate, filename) in files.items():
@@ -295,10 +295,9 @@ def test_chat_completions(server, text_model, text_ref):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the quick brown fox"}]
     from mimo_ggml.chat_template import render_chat
 
-    info = read_chat_template(str(text_model))
-    assert info["template"]  # the converter wrote the checkpoint's template
-    prompt = render_chat(messages, info["template"], add_generation_prompt=True,
-                         **{k: v for k, v in info.items() if k != "template" and v})
+    template = text_ref.model.chat_template
+    assert template  # the converter wrote the checkpoint's template
+    prompt = render_chat(messages, template, add_generation_prompt=True, **special_tokens(str(text_model)))
     assert prompt != format_chat(messages)  # the fixture's template is not plain ChatML: it is really used
     c = client(server)
     for sampling in ({}, {"temperature": 0.8, "top_p": 0.9, "seed": 11}):
@@ -386,7 +385,7 @@ def test_disconnect_cancels_the_work(server, audio, text_ref, asr_ref):
     assert client(server).completions.create(model="m", prompt="the quick", max_tokens=2).choices[0].text == \
         text_ref.generate("the quick", max_tokens=2).text
     assert time.monotonic() - t0 < 10
-    # speech: a streamed 60 s transcription (15 clips) dropped after its first segment
+    # speech: a streamed 30 s transcription (8 clips) dropped after its first segment
     before = metric(_metrics(server), "mimo_ggml_cancelled_total", pool="asr", stage="running")
     seconds = metric(_metrics(server), "mimo_ggml_audio_seconds_total")
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -403,7 +402,17 @@ def test_disconnect_cancels_the_work(server, audio, text_ref, asr_ref):
     conn.sock.close()
     conn.close()
     _wait_metric(server, "mimo_ggml_cancelled_total", before + 1, pool="asr", stage="running")
-    assert metric(_metrics(server), "mimo_ggml_audio_seconds_total") == seconds  # not counted as transcribed
+    # a whole (not streamed) transcription whose client hangs up while it runs: stopped between tokens
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    body = multipart_head(boundary, {"model": "m"}, "long.wav") + audio["long"].read_bytes() + multipart_tail(boundary)
+    conn.request("POST", "/v1/audio/transcriptions", body=body,
+                 headers={"Authorization": f"Bearer {KEY}",
+                          "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    _wait_metric(server, "mimo_ggml_sessions_busy", 1, pool="asr")
+    conn.sock.close()
+    conn.close()
+    _wait_metric(server, "mimo_ggml_cancelled_total", before + 2, pool="asr", stage="running")
+    assert metric(_metrics(server), "mimo_ggml_audio_seconds_total") == seconds  # none counted as transcribed
 
 
 def test_metrics(server, audio, asr_ref, text_ref):

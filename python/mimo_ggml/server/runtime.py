@@ -1,25 +1,21 @@
 """The one adapter between the server and the mimo_ggml Python API.
 
-Everything the server asks of the package goes through here, chosen by
-feature checks so that the server runs on today's API and picks up the
-shared-weights one (issue 10) without changes elsewhere:
+Everything the server asks of the package goes through here:
 
-- ASR: ``AsrModel.load(path, tokenizer, device=, n_threads=)`` then
-  ``model.session(kv_type=, n_ctx=)`` when the package has it (one copy of
-  the weights for every session); otherwise each session is a
-  ``Session(path, ...)`` that loads its own copy.
-- Cancellation: ``Session.transcribe(..., on_token=)`` where it exists
-  (stops between tokens); otherwise a streamed transcription stops between
-  clips and a whole one runs to its end. Text generation always streams
-  internally, so closing the ``TextStream`` stops it between tokens.
-- Text: ``TextModel.load(path, device=, n_threads=)`` and
-  ``model.session(...)`` / ``model.chat_template`` when they exist;
-  otherwise ``TextSession(path, ...)`` and the template read from the GGUF.
+- ASR: one :class:`mimo_ggml.AsrModel` (the weights, loaded once) and
+  ``model.session(kv_type=, n_ctx=)`` per pool slot, so N sessions cost one
+  copy of the weights plus N KV caches.
+- Text: one :class:`mimo_ggml.TextModel` and ``model.session(...)``; chat
+  prompts rendered with ``model.chat_template`` (the GGUF's
+  ``tokenizer.chat_template``) by :func:`mimo_ggml.chat_template.render_chat`.
+- Cancellation: a transcription's ``on_token`` callback returns False once
+  the request's cancel event is set (the native decode loop stops between
+  tokens and raises GenerationCancelled); a text generation runs as a
+  ``TextStream`` that is closed between tokens.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -28,13 +24,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-import mimo_ggml
 from ..audio import TARGET_SAMPLE_RATE
 from ..chat_template import render_chat
 from ..errors import GenerationCancelled
 from ..prompt import normalize_language
+from ..session import AsrModel
+from ..text import TextModel
 
-__all__ = ["AsrRuntime", "TextRuntime", "model_id", "read_chat_template"]
+__all__ = ["AsrRuntime", "TextRuntime", "join_segments", "model_id", "special_tokens"]
 
 
 def model_id(path: str) -> str:
@@ -43,16 +40,9 @@ def model_id(path: str) -> str:
     return p.stem if p.suffix == ".gguf" else p.name or str(path)
 
 
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _loader(name: str):
-    """``mimo_ggml.<name>.load`` when the package has the shared-model API."""
-    return getattr(getattr(mimo_ggml, name, None), "load", None)
+def _stopper(cancel: threading.Event) -> Callable[[int, int], bool]:
+    """An ``on_token`` callback that cancels once ``cancel`` is set."""
+    return lambda _segment, _token: not cancel.is_set()
 
 
 class AsrRuntime:
@@ -61,35 +51,23 @@ class AsrRuntime:
     def __init__(self, path: str, tokenizer: Optional[str] = None, *, device: str = "auto",
                  n_threads: Optional[int] = None, kv_type: str = "f16", n_ctx: int = 4096,
                  max_clip_s: Optional[float] = 60.0):
-        self.path, self.tokenizer = str(path), tokenizer
+        self.path = str(path)
         self.id = model_id(path)
-        self.device, self.n_threads, self.kv_type, self.n_ctx = device, n_threads, kv_type, n_ctx
+        self.kv_type, self.n_ctx = kv_type, n_ctx
         self.max_clip_s = max_clip_s or None
-        load = _loader("AsrModel")
-        self._model = load(self.path, tokenizer, device=device, n_threads=n_threads) if load else None
+        self.model = AsrModel.load(self.path, tokenizer, device=device, n_threads=n_threads)
 
-    @property
-    def shares_weights(self) -> bool:
-        """True when every session runs on one loaded copy of the weights."""
-        return self._model is not None
+    shares_weights = True  # every session runs on self.model's one copy
 
     def open_session(self):
-        if self._model is not None:
-            return self._model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
-        return mimo_ggml.Session(self.path, self.tokenizer, device=self.device, n_threads=self.n_threads,
-                                 kv_type=self.kv_type, n_ctx=self.n_ctx)
-
-    def _cancel_kw(self, fn: Callable, cancel: threading.Event) -> dict:
-        if _accepts(fn, "on_token"):
-            return {"on_token": lambda _segment, _token: not cancel.is_set()}
-        return {}
+        return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
 
     def transcribe(self, session, wave: np.ndarray, *, language: str, cancel: threading.Event):
         """The whole transcription of a 24 kHz waveform (``Session.transcribe``)."""
         if cancel.is_set():
             raise GenerationCancelled("the client went away before the transcription started")
         return session.transcribe((wave, TARGET_SAMPLE_RATE), language=language, max_clip_s=self.max_clip_s,
-                                  **self._cancel_kw(session.transcribe, cancel))
+                                  on_token=_stopper(cancel))
 
     def transcribe_stream(self, session, wave: np.ndarray, *, language: str, cancel: threading.Event,
                           on_segment: Callable[[Any], None]) -> tuple[list, Optional[str], str]:
@@ -97,11 +75,9 @@ class AsrRuntime:
         ``(segments, language, text)`` joined as ``Session.transcribe`` joins them."""
         segments = []
         it = session.transcribe_stream((wave, TARGET_SAMPLE_RATE), language=language, max_clip_s=self.max_clip_s,
-                                       **self._cancel_kw(session.transcribe_stream, cancel))
+                                       on_token=_stopper(cancel))
         try:
             for seg in it:
-                if cancel.is_set():
-                    raise GenerationCancelled("the client went away during the transcription")
                 segments.append(seg)
                 on_segment(seg)
         finally:
@@ -110,8 +86,7 @@ class AsrRuntime:
         return segments, lang, text
 
     def close(self) -> None:
-        if self._model is not None:
-            self._model.close()
+        self.model.close()
 
 
 def join_segments(segments: Sequence, language: str) -> tuple[Optional[str], str]:
@@ -125,23 +100,19 @@ def join_segments(segments: Sequence, language: str) -> tuple[Optional[str], str
     return final, joiner.join(s.text for s in segments if s.text)
 
 
-def read_chat_template(path: str) -> dict[str, Optional[str]]:
-    """``{"template", "bos_token", "eos_token"}`` from a GGUF's tokenizer
-    metadata (None where absent). ``tokenizer.chat_template`` is a plain
-    string key, which the native string-array reader does not cover, so
-    gguf-py reads it."""
+def special_tokens(path: str) -> dict[str, str]:
+    """``{"bos_token", "eos_token"}`` as strings, for chat templates that use
+    them (absent ones left out), read from the GGUF's tokenizer metadata."""
     import gguf
 
-    reader = gguf.GGUFReader(path)
-    fields = reader.fields
+    fields = gguf.GGUFReader(path).fields
 
     def value(key):
         field = fields.get(key)
         return field.contents() if field is not None else None
 
-    template = value("tokenizer.chat_template")
     tokens = value("tokenizer.ggml.tokens")
-    out: dict[str, Optional[str]] = {"template": template or None, "bos_token": None, "eos_token": None}
+    out = {}
     for name in ("bos", "eos"):
         idx = value(f"tokenizer.ggml.{name}_token_id")
         if tokens is not None and isinstance(idx, (int, np.integer)) and 0 <= int(idx) < len(tokens):
@@ -156,24 +127,15 @@ class TextRuntime:
                  kv_type: str = "f16", n_ctx: int = 4096):
         self.path = os.fspath(path)
         self.id = model_id(path)
-        self.device, self.n_threads, self.kv_type, self.n_ctx = device, n_threads, kv_type, n_ctx
-        load = _loader("TextModel")
-        self._model = load(self.path, device=device, n_threads=n_threads) if load else None
-        info = read_chat_template(self.path)
-        if self._model is not None and hasattr(self._model, "chat_template"):
-            info["template"] = self._model.chat_template
-        self.chat_template: Optional[str] = info["template"]
-        self._special = {k: v for k, v in info.items() if k != "template" and v is not None}
+        self.kv_type, self.n_ctx = kv_type, n_ctx
+        self.model = TextModel.load(self.path, device=device, n_threads=n_threads)
+        self.chat_template: Optional[str] = self.model.chat_template or None
+        self._special = special_tokens(self.path)
 
-    @property
-    def shares_weights(self) -> bool:
-        return self._model is not None
+    shares_weights = True
 
     def open_session(self):
-        if self._model is not None:
-            return self._model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
-        return mimo_ggml.TextSession(self.path, device=self.device, n_threads=self.n_threads,
-                                     kv_type=self.kv_type, n_ctx=self.n_ctx)
+        return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt for ``messages`` through the model's own template (ChatML without one)."""
@@ -201,5 +163,4 @@ class TextRuntime:
         return stream.result
 
     def close(self) -> None:
-        if self._model is not None:
-            self._model.close()
+        self.model.close()
