@@ -146,7 +146,7 @@ def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_cl
         "rss_start_mib": rss_start / 1024, "rss_one_session_mib": rss_one / 1024 if rss_one else None,
         "rss_peak_mib": rss_peak / 1024,
         "weights_mib": sizes["weights"] / (1 << 20), "kv_per_session_mib": sizes["kv"] / (1 << 20),
-        "shared_weights": all(m["shared_weights"] for m in health.get("models", [])),
+        "models": [m["id"] for m in health.get("models", [])],
     }
 
 
@@ -184,9 +184,12 @@ def main(argv=None) -> int:
           f"latency of correct answers p50 {r['p50_s'] * 1000:.0f} ms, p95 {r['p95_s'] * 1000:.0f} ms")
     one = f", {r['rss_one_session_mib']:.0f} MiB with one session" if r["rss_one_session_mib"] else ""
     print(f"  server RSS: {r['rss_start_mib']:.0f} MiB at start with {r['sessions']} sessions{one}; "
-          f"peak {r['rss_peak_mib']:.0f} MiB; weights shared between sessions: {r['shared_weights']}")
-    print(f"  the models' weights: {r['weights_mib']:.1f} MiB; KV cache per session (both models): "
-          f"{r['kv_per_session_mib']:.1f} MiB")
+          f"peak {r['rss_peak_mib']:.0f} MiB")
+    if r["rss_one_session_mib"]:
+        extra = r["sessions"] - 1
+        print(f"  {extra} more sessions added {r['rss_start_mib'] - r['rss_one_session_mib']:.0f} MiB: their KV caches "
+              f"are {extra * r['kv_per_session_mib']:.0f} MiB; {extra} more copies of the weights would be "
+              f"{extra * r['weights_mib']:.0f} MiB")
     return 0 if r["wrong"] == 0 and r["lost"] == 0 else 1
 
 

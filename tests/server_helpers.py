@@ -158,6 +158,9 @@ class Chromium:
         self.proc = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
              "--disable-extensions", "--remote-debugging-port=0", "--remote-allow-origins=*",
+             # a fake microphone (a beep) that needs no permission prompt, for the record button
+             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+             "--autoplay-policy=no-user-gesture-required",
              f"--user-data-dir={self.profile}", "--window-size=1000,900", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

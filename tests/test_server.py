@@ -16,6 +16,7 @@ import math
 import os
 import re
 import signal
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -505,6 +506,66 @@ def test_cli_serve_and_options(monkeypatch, capsys):
     assert "without an API key" in capsys.readouterr().err
 
 
+def test_pool_order_queue_and_cancel():
+    """SessionPool alone: a full queue refuses at once, a request cancelled in
+    the queue never runs, and a session whose request was cancelled while its
+    work runs comes back only when that work returns."""
+    import asyncio
+
+    from mimo_ggml.errors import GenerationCancelled
+    from mimo_ggml.server.pool import CancelToken, QueueFull, SessionPool
+
+    async def main():
+        pool = SessionPool("t", ["s1", "s2"], max_queue=1)
+        gate = threading.Event()
+        ran = []
+
+        def work(session):
+            gate.wait(10)
+            ran.append(session)
+            return session
+
+        leases = [pool.reserve() for _ in range(3)]
+        with pytest.raises(QueueFull) as full:
+            pool.reserve()
+        assert full.value.retry_after >= 1
+        t1 = asyncio.ensure_future(leases[0].run(work))
+        t2 = asyncio.ensure_future(leases[1].run(work))
+        cancel = CancelToken()
+        t3 = asyncio.ensure_future(leases[2].run(work, cancel))
+        await asyncio.sleep(0.05)
+        assert (pool.busy, pool.waiting) == (2, 1)
+        cancel.set()
+        with pytest.raises(GenerationCancelled):
+            await t3
+        assert (pool.waiting, pool.cancelled_queued) == (0, 1)
+        t1.cancel()
+        await asyncio.sleep(0.05)
+        assert pool.busy == 2  # its thread still works on the session
+        gate.set()
+        assert await t2 in ("s1", "s2")
+        await asyncio.sleep(0.05)
+        assert pool.busy == 0 and pool._free.qsize() == 2 and sorted(ran) == ["s1", "s2"]
+        later = pool.reserve()
+        assert await later.run(lambda s: s) in ("s1", "s2")
+        pool.close()
+
+    asyncio.run(main())
+
+
+def test_models_still_loading_answer_503():
+    from mimo_ggml.server.app import State
+
+    state = State(ServerConfig(asr_model="a.gguf"))
+    with pytest.raises(schemas.ApiError) as e:
+        state.served("asr")
+    assert (e.value.status, e.value.code, e.value.headers) == (503, "model_loading", {"Retry-After": "2"})
+    state.status = "ready"
+    with pytest.raises(schemas.ApiError) as e:
+        state.served("text")
+    assert e.value.status == 404 and "--text-model" in e.value.message
+
+
 def test_schema_parsing_without_a_server():
     r = schemas.parse_chat({"messages": [{"role": "developer", "content": [{"type": "text", "text": "a"},
                                                                             {"type": "text", "text": "b"}]}],
@@ -558,6 +619,15 @@ def test_web_page_in_headless_chromium(server, audio, asr_ref, tmp_path):
             while not path.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert path.read_text() == format_transcription(want, fmt)
+        # recording from the (fake) microphone sends a WAV of what was recorded
+        browser.evaluate("document.getElementById('record').click()")
+        browser.wait_for("document.getElementById('record').textContent.includes('Stop')")
+        time.sleep(2.0)
+        browser.evaluate("document.getElementById('record').click()")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('Done') && "
+                         "document.getElementById('meta').textContent.includes(' s ·')", timeout=60)
+        seconds = float(browser.evaluate("document.getElementById('meta').textContent").split(" s")[0])
+        assert 1.0 < seconds < 10.0
         # errors are shown, not swallowed
         browser.evaluate("document.getElementById('apikey').value = 'wrong'")
         browser.set_file("#file", str(audio["short"]))

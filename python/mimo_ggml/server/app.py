@@ -126,8 +126,7 @@ def _ready(state: State, opened) -> None:
         setattr(state, kind, served)
         pool = served.pool
         state.metrics.pools[kind] = lambda pool=pool: (pool.size, pool.busy, pool.waiting, pool.cancelled_queued)
-        log.info("%s model %s ready: %d session(s), %s", kind, rt.id, pool.size,
-                 "one shared copy of the weights" if rt.shares_weights else "one copy of the weights per session")
+        log.info("%s model %s ready: %d session(s) on one copy of the weights", kind, rt.id, pool.size)
     state.status = "ready"
 
 
@@ -408,8 +407,7 @@ async def health(request: Request):
         if served is not None:
             body.setdefault("models", []).append(
                 {"id": served.runtime.id, "kind": served.kind, "sessions": served.pool.size,
-                 "busy": served.pool.busy, "queued": served.pool.waiting,
-                 "shared_weights": served.runtime.shares_weights})
+                 "busy": served.pool.busy, "queued": served.pool.waiting})
     return JSONResponse(body, status_code=200 if state.status == "ready" else 503)
 
 

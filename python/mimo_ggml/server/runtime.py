@@ -57,8 +57,6 @@ class AsrRuntime:
         self.max_clip_s = max_clip_s or None
         self.model = AsrModel.load(self.path, tokenizer, device=device, n_threads=n_threads)
 
-    shares_weights = True  # every session runs on self.model's one copy
-
     def open_session(self):
         return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
 
@@ -131,8 +129,6 @@ class TextRuntime:
         self.model = TextModel.load(self.path, device=device, n_threads=n_threads)
         self.chat_template: Optional[str] = self.model.chat_template or None
         self._special = special_tokens(self.path)
-
-    shares_weights = True
 
     def open_session(self):
         return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)

@@ -15,13 +15,13 @@ are filled as follows (README "Server" says the same):
   segment is one clip decoded on its own.
 - ``temperature``: 0.0, the temperature actually used: the ASR decoder is
   greedy whatever the request asks.
-- ``avg_logprob``: the mean log-probability of the segment's tokens from the
-  decoder (the segment's ``avg_logprob``); 0.0 where the runtime does not
-  report log-probabilities yet.
+- ``avg_logprob``: the segment's ``avg_logprob``, the mean log-probability
+  of its tokens under the decoder; 0.0 for a segment without one.
 - ``compression_ratio``: UTF-8 length over zlib-compressed length of the
   text, as Whisper computes it (0.0 for an empty segment).
 - ``no_speech_prob``: the segment's ``no_speech_prob`` where the runtime
-  reports one, else 0.0 (no estimate).
+  gives one; otherwise 0.0, no estimate (MiMo-V2.5-ASR has no no-speech
+  token to read it from).
 """
 
 from __future__ import annotations
