@@ -44,7 +44,7 @@ def _percentile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def _inputs(asr_path, text_path, workdir: Path, threads: int, sizes: dict):
+def _inputs(asr_path, text_path, workdir: Path, threads: int, n_ctx: int, sizes: dict):
     """The request kinds and their sequential answers; ``sizes`` gets the
     weights and per-session KV bytes of the models."""
     import soundfile as sf
@@ -55,7 +55,7 @@ def _inputs(asr_path, text_path, workdir: Path, threads: int, sizes: dict):
     from test_transcribe import speechlike
 
     kinds = []
-    with Session(asr_path, device="cpu", n_threads=threads, kv_type="f32") as asr:
+    with Session(asr_path, device="cpu", n_threads=threads, kv_type="f32", n_ctx=n_ctx) as asr:
         for seconds, rate, seed in CLIPS:
             path = workdir / f"clip-{seed}.wav"
             sf.write(path, speechlike(seconds, rate, seed=seed, pauses=(seconds / 2,)), rate, subtype="PCM_16")
@@ -64,7 +64,7 @@ def _inputs(asr_path, text_path, workdir: Path, threads: int, sizes: dict):
         sizes["weights"] = asr.model.weights_bytes
         sizes["kv"] = asr.kv_bytes
     if text_path is not None:
-        with TextSession(text_path, device="cpu", n_threads=threads, kv_type="f32", n_ctx=2048) as text:
+        with TextSession(text_path, device="cpu", n_threads=threads, kv_type="f32", n_ctx=n_ctx) as text:
             for content in CHATS:
                 messages = [{"role": "user", "content": content}]
                 prompt = render_chat(messages, text.model.chat_template, **special_tokens(str(text_path)))
@@ -77,17 +77,19 @@ def _inputs(asr_path, text_path, workdir: Path, threads: int, sizes: dict):
 
 
 def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_client: int = 4, sessions: int = 4,
-             max_queue: int = 8, threads: int = 1, timeout: float = 300.0, compare_rss: bool = True) -> dict:
+             max_queue: int = 8, threads: int = 1, n_ctx: int = 512, timeout: float = 300.0,
+             compare_rss: bool = True) -> dict:
     import openai
 
     from server_helpers import ServerProcess
 
     workdir = Path(workdir)
     sizes: dict = {}
-    kinds = _inputs(asr_path, text_path, workdir, threads, sizes)
+    kinds = _inputs(asr_path, text_path, workdir, threads, n_ctx, sizes)
     answers = {k[3]: i for i, k in enumerate(kinds)}
     base = ["-m", str(asr_path), "--device", "cpu", "-t", str(threads), "--kv-type", "f32",
-            "--max-clip", str(MAX_CLIP), "--text-n-ctx", "2048", "--max-queue", str(max_queue)]
+            "--max-clip", str(MAX_CLIP), "--n-ctx", str(n_ctx), "--text-n-ctx", str(n_ctx),
+            "--max-queue", str(max_queue)]
     if text_path is not None:
         base += ["--text-model", str(text_path)]
     rss_one = None
@@ -159,6 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--sessions", type=int, default=4)
     p.add_argument("--max-queue", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per session")
+    p.add_argument("--n-ctx", type=int, default=512,
+                   help="context positions per session (small: the KV caches stay apart from the weights in RSS)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mimo-load-") as tmp:
         tmp = Path(tmp)
@@ -173,7 +177,7 @@ def main(argv=None) -> int:
 
             text = tiny_text_model(tmp / "text")
         r = run_load(asr, text, tmp, clients=args.clients, requests_per_client=args.requests,
-                     sessions=args.sessions, max_queue=args.max_queue, threads=args.threads)
+                     sessions=args.sessions, max_queue=args.max_queue, threads=args.threads, n_ctx=args.n_ctx)
     print(f"{r['clients']} clients x {r['requests_per_client']} requests, pool of {r['sessions']} sessions per model, "
           f"queue {r['max_queue']}")
     print(f"  answered {r['answered']}/{r['requests']}: {r['ok']} correct, {r['rejected']} rejected (429), "
