@@ -37,7 +37,7 @@ from . import schemas
 from .metrics import Metrics
 from .options import ServerConfig
 from .pool import CancelToken, Lease, QueueFull, SessionPool
-from .runtime import AsrRuntime, TextRuntime
+from .runtime import AsrRuntime, TextRuntime, join_segments
 
 __all__ = ["create_app", "serve"]
 
@@ -510,7 +510,7 @@ async def _transcription_events(state: State, served: Served, lease: Lease, canc
             seen.append(seg)
             if not seg.text:
                 continue
-            lang, _ = _joined(seen, req.language)
+            lang, _ = join_segments(seen, req.language)
             joiner = "" if lang == "zh" or not sent_any else " "
             sent_any = True
             yield _sse(schemas.transcript_delta(joiner + seg.text))
@@ -524,12 +524,6 @@ async def _transcription_events(state: State, served: Served, lease: Lease, canc
     finally:
         if not task.done():
             task.cancel()
-
-
-def _joined(segments, language):
-    from .runtime import join_segments
-
-    return join_segments(segments, language)
 
 
 async def _body_json(request: Request) -> Any:
