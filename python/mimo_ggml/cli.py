@@ -165,6 +165,12 @@ def _cmd_chat(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .server.options import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mimo-ggml", description="Run Xiaomi MiMo models on ggml.")
     p.add_argument("-v", "--verbose", action="store_true", help="show native (ggml) logs")
@@ -235,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keys a sliding-window query sees (default: the file's, 129)")
         g.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
         g.set_defaults(func=func)
+
+    from .server.options import add_arguments as add_serve_arguments
+
+    sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server (speech recognition, chat); needs [server]")
+    add_serve_arguments(sv).set_defaults(func=_cmd_serve)
     return p
 
 
