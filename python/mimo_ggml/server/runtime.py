@@ -25,13 +25,12 @@ from typing import Any, Optional
 import numpy as np
 
 from ..audio import TARGET_SAMPLE_RATE
-from ..chat_template import render_chat
 from ..errors import GenerationCancelled
 from ..prompt import normalize_language
 from ..session import AsrModel
 from ..text import TextModel
 
-__all__ = ["AsrRuntime", "TextRuntime", "join_segments", "model_id", "special_tokens"]
+__all__ = ["AsrRuntime", "TextRuntime", "join_segments", "model_id"]
 
 
 def model_id(path: str) -> str:
@@ -98,26 +97,6 @@ def join_segments(segments: Sequence, language: str) -> tuple[Optional[str], str
     return final, joiner.join(s.text for s in segments if s.text)
 
 
-def special_tokens(path: str) -> dict[str, str]:
-    """``{"bos_token", "eos_token"}`` as strings, for chat templates that use
-    them (absent ones left out), read from the GGUF's tokenizer metadata."""
-    import gguf
-
-    fields = gguf.GGUFReader(path).fields
-
-    def value(key):
-        field = fields.get(key)
-        return field.contents() if field is not None else None
-
-    tokens = value("tokenizer.ggml.tokens")
-    out = {}
-    for name in ("bos", "eos"):
-        idx = value(f"tokenizer.ggml.{name}_token_id")
-        if tokens is not None and isinstance(idx, (int, np.integer)) and 0 <= int(idx) < len(tokens):
-            out[f"{name}_token"] = tokens[int(idx)]
-    return out
-
-
 class TextRuntime:
     """The MoE text model of the server, its chat template and sessions."""
 
@@ -128,14 +107,13 @@ class TextRuntime:
         self.kv_type, self.n_ctx = kv_type, n_ctx
         self.model = TextModel.load(self.path, device=device, n_threads=n_threads)
         self.chat_template: Optional[str] = self.model.chat_template or None
-        self._special = special_tokens(self.path)
 
     def open_session(self):
         return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt for ``messages`` through the model's own template (ChatML without one)."""
-        return render_chat(messages, self.chat_template, add_generation_prompt=True, **self._special)
+        return self.model.render_chat(messages)
 
     def generate(self, session, prompt, *, cancel: threading.Event,
                  on_start: Optional[Callable[[], None]] = None,
