@@ -177,7 +177,7 @@ def test_discovery_and_errors(tiny_asr, tmp_path, monkeypatch):
     # a repo id that is not cached, offline: says what to download
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download cstr/mimo-asr-GGUF"):
+    with pytest.raises(ModelNotFoundError, match="hf download cstr/mimo-asr-GGUF"):
         Session("cstr/mimo-asr-GGUF")
 
 
