@@ -148,6 +148,28 @@ class Transcription:
         }
 
     @classmethod
+    def from_segments(
+        cls,
+        segments: list[Segment],
+        *,
+        language: Optional[str] = None,
+        duration: float = 0.0,
+        timings: Optional[dict[str, float]] = None,
+        language_probability: Optional[float] = None,
+        partial: bool = False,
+    ) -> "Transcription":
+        """The transcription of ``segments`` (in order): the language is the
+        first one a segment detected, else ``language`` (the requested one;
+        "auto" or None: unknown); texts are joined with "" for Chinese and
+        " " otherwise (spec asr.md §13)."""
+        requested = None if language in (None, "auto") else language
+        final = next((s.language for s in segments if s.language), None) or requested
+        joiner = "" if final == "zh" else " "
+        return cls(text=joiner.join(s.text for s in segments if s.text), language=final, duration=float(duration),
+                   segments=list(segments), timings=dict(timings or {}),
+                   language_probability=language_probability, partial=partial)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Transcription":
         try:
             return cls(
