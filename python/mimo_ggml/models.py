@@ -104,7 +104,7 @@ def _download_snapshot(repo_id: str, patterns: list[str]) -> Path:
 def _not_cached_error(missing: list[tuple[str, list[str]]], download: bool) -> ModelNotFoundError:
     why = "disabled (HF_HUB_OFFLINE is set)" if hub_offline() else "not allowed (download=False)"
     what = " and ".join(r for r, _ in missing)
-    hints = "; ".join(f"`{download_hint(r, p)}`" for r, p in missing)
+    hints = " and ".join(f"`{download_hint(r, p)}`" for r, p in missing)
     return ModelNotFoundError(
         f"{what} {'is' if len(missing) == 1 else 'are'} not in the local Hugging Face cache and downloading is "
         f"{why}; download first with {hints}, or pass the paths of the .gguf files"
