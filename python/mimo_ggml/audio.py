@@ -211,15 +211,20 @@ def _decode(source, label: str, max_duration_s: float | None) -> tuple[np.ndarra
     what libsndfile does not know."""
     import soundfile as sf  # runtime dependency; imported late to keep import cheap
 
-    start = source.tell() if hasattr(source, "tell") and hasattr(source, "seek") else None
+    try:
+        start = source.tell() if hasattr(source, "tell") and hasattr(source, "seek") else None
+    except Exception:  # unseekable or closed: soundfile will say so
+        start = None
     try:
         f = sf.SoundFile(source)
     except Exception as exc:  # libsndfile reports every unknown/corrupt format the same way
-        if start is not None:
+        if not isinstance(source, (str, os.PathLike)):
+            if start is None:
+                raise AudioError(f"could not decode {label}: {exc}; " + _WHAT_TO_PASS) from None
             try:
                 source.seek(start)
             except Exception:
-                pass
+                raise AudioError(f"could not decode {label}: {exc}") from None
         return _decode_av(source, label, max_duration_s, f"{exc}")
     with f:
         sr = _check_input_rate(f.samplerate, f"the sample rate stored in {label}")
@@ -272,7 +277,10 @@ def _decode_av(source, label: str, max_duration_s: float | None, sndfile_error: 
         if not streams:
             raise AudioError(f"{label} holds no audio stream")
         stream = streams[0]
-        sr = _check_input_rate(stream.codec_context.sample_rate or stream.rate,
+        ctx = getattr(stream, "codec_context", None)
+        if ctx is None:
+            raise AudioError(f"could not decode {label}: FFmpeg has no decoder for its audio stream")
+        sr = _check_input_rate(ctx.sample_rate or getattr(stream, "rate", None) or 0,
                                f"the sample rate stored in {label}")
         limit = None if max_duration_s is None else int(max_duration_s * sr) + 1
         resampler = av.AudioResampler(format="fltp", rate=sr)  # planar float, the stream's rate
