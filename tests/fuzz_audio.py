@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import os
-import random
 import select
 import subprocess
 import sys

@@ -459,7 +459,6 @@ def encode_with_pyav(path, x: np.ndarray, sr: int, fmt: str, codec: str, channel
         stream = out.add_stream(codec, rate=sr, layout=layout)
         frame_len = 1024
         planar = np.repeat(x[None, :], channels, axis=0).astype(np.float32)
-        resampler = None
         for i in range(0, len(x), frame_len):
             chunk = np.ascontiguousarray(planar[:, i : i + frame_len])
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)

@@ -8,11 +8,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import warnings
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from mimo_ggml import vad
 from mimo_ggml.audio import TARGET_SAMPLE_RATE as SR

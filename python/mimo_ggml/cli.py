@@ -705,9 +705,19 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, _exit_interrupted)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    try:
+        print(f"mimo-ggml: warning: {_flag_words(str(message))}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def _main(argv: list[str] | None) -> int:
     try:
         INTERRUPTS.install()  # first: a Ctrl-C from here on is never swallowed
+        import warnings
+
+        warnings.showwarning = _show_warning  # one plain line, not a source excerpt
         args = build_parser().parse_args(argv)
         if args.verbose:
             logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
