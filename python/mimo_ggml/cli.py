@@ -95,6 +95,7 @@ class Interrupts:
         self.lock = threading.RLock()
         self._pending: list = []  # objects with write_partial(), for work in progress
         self._finished = False
+        self.seen = False  # a SIGINT has arrived
 
     def install(self) -> bool:
         if threading.current_thread() is not threading.main_thread():
@@ -149,6 +150,7 @@ class Interrupts:
                 return
             if signal.SIGINT not in data:
                 continue
+            self.seen = True
             if data.count(signal.SIGINT) > 1:
                 os._exit(EXIT_INTERRUPTED)
             ready, _, _ = select.select([r], [], [], INTERRUPT_GRACE_S)
@@ -697,12 +699,46 @@ def _exit_interrupted(signum=None, frame=None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Called without ``argv`` it is the program itself (``mimo-ggml``,
+    ``python -m mimo_ggml``): it then ends the process with that code as soon
+    as the work is done and the output flushed, so a Ctrl-C can never land in
+    the interpreter's shutdown (where Python has put back the default action
+    and the process would die by SIGINT instead of exiting 130)."""
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
-        # a Ctrl-C after the work is done (while Python shuts down) still exits 130, quietly
+        # a Ctrl-C after the work is done still exits 130, quietly
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, _exit_interrupted)
+    if argv is None:
+        _flush_and_exit(code)
+    return code
+
+
+def _flush_and_exit(code: int) -> None:
+    try:
+        logging.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing more can reach it
+            pass
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
+        # from here a Ctrl-C stays pending; one that came just before runs its handler
+        # (exit 130) at the next Python function entry, or is seen pending
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        _checkpoint()
+        if INTERRUPTS.seen or signal.SIGINT in signal.sigpending():
+            code = EXIT_INTERRUPTED
+    os._exit(code)
+
+
+def _checkpoint() -> None:
+    """A Python function entry, where the interpreter runs pending signal handlers."""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
