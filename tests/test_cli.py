@@ -397,3 +397,43 @@ def test_interrupt_raised_in_the_native_log_callback_is_kept(tiny_asr):
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     assert Interrupting.fired == 1
+
+
+def _session_takes(name: str) -> bool:
+    import inspect
+
+    from mimo_ggml.session import Session
+
+    return name in inspect.signature(Session.transcribe_stream).parameters
+
+
+@pytest.mark.skipif(not _session_takes("vad"), reason="Session.transcribe_stream has no vad= yet")
+def test_vad_segments_through_the_cli(tmp_path, model):
+    """With the VAD wired into the Session: espeak speech between long
+    silences gives segments inside the speech, none longer than
+    --max-segment; --no-vad covers everything."""
+    import shutil as sh
+
+    if sh.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from mimo_ggml.audio import load_audio
+
+    speech = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "One two three four five six seven eight nine ten."],
+                   check=True, timeout=60)
+    w = load_audio(speech)
+    sil = np.zeros(3 * 24000, np.float32)
+    sig = np.concatenate([sil, w, sil, w, w, sil])
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, sig, 24000, subtype="FLOAT")
+    args = ["transcribe", wav, "-m", model, "-t", "1", "--device", "cpu", "--max-new-tokens", "4", "-f", "json"]
+    run = cli(tmp_path, *args, "-o", tmp_path / "v", "--max-segment", "4", text=True)
+    assert run.returncode == 0, run.stderr
+    segs = json.loads((tmp_path / "v" / "talk.wav.json").read_text(encoding="utf-8"))["segments"]
+    assert segs and all(s["end"] - s["start"] <= 4.0 + 1e-6 for s in segs)
+    assert segs[0]["start"] >= 2.5 and segs[-1]["end"] <= len(sig) / 24000 - 2.5  # silence not decoded
+    assert all(0.0 <= s["no_speech_prob"] <= 1.0 for s in segs)
+    plain = cli(tmp_path, *args, "-o", tmp_path / "p", "--no-vad", text=True)
+    assert plain.returncode == 0, plain.stderr
+    psegs = json.loads((tmp_path / "p" / "talk.wav.json").read_text(encoding="utf-8"))["segments"]
+    assert psegs[0]["start"] == 0.0 and psegs[-1]["end"] == pytest.approx(len(sig) / 24000)

@@ -281,3 +281,26 @@ def test_segments_from_probabilities_rules():
     assert rest[0][1] == rest[1][0]  # cut, not gapped
     assert segs[0].no_speech_prob == pytest.approx(0.1, abs=0.05)
     assert vad.segments_from_probabilities(np.full(n, 0.3, np.float32), 20 * SR, SR) == []
+
+
+@pytest.mark.parametrize("rate", [24000, 16000, 44100])
+def test_pieces_give_the_whole_signal_probabilities(voices, packaged_model, monkeypatch, rate):
+    """Long inputs are resampled and framed a piece at a time (flat memory);
+    the probabilities equal those of the whole signal at once."""
+    from mimo_ggml.audio import resample
+
+    parts = [("gap", 0.7)]
+    for v in voices[:3]:
+        parts += [("speech", v), ("gap", 0.9)]
+    sig24, _, _ = compose(parts, seed=5)
+    sig = sig24 if rate == SR else resample(sig24, SR, rate)
+    whole = vad._load(packaged_model).probabilities(resample(sig, rate, 16000) if rate != 16000 else sig)
+    monkeypatch.setattr(vad, "_PIECE_FRAMES", 37)  # ~1.2 s pieces: many boundaries
+    pieces = vad.speech_probabilities(sig, rate, vad=packaged_model)
+    assert len(pieces) == len(whole)
+    np.testing.assert_allclose(pieces, whole, atol=2e-3)
+    stream_file = packaged_model.parent / "silero_vad.onnx"
+    if stream_file.is_file():
+        monkeypatch.setattr(vad, "_PIECE_FRAMES", 100)
+        s = vad.speech_probabilities(sig, rate, vad=stream_file)
+        assert len(s) == len(whole) and np.mean(np.abs(s - whole)) < 0.05

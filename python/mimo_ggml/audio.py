@@ -46,6 +46,7 @@ __all__ = [
     "N_MELS",
     "load_audio",
     "resample",
+    "resample_context",
     "tokenizer_chunks",
     "pad_chunk",
     "mel_filterbank",
@@ -480,6 +481,17 @@ def _sinc_kernel(a: int, b: int) -> tuple[np.ndarray, int]:
     h *= window * np.float32(base / a)
     h.setflags(write=False)
     return h, w
+
+
+def resample_context(sr_in: int, sr_out: int) -> int:
+    """Input samples on each side that one output sample of :func:`resample`
+    depends on (the filter's half width w): a piece resampled with this much
+    real input around it matches the whole signal resampled at once."""
+    sr_in = _check_rate(sr_in, "sr_in")
+    sr_out = _check_rate(sr_out, "sr_out")
+    g = math.gcd(sr_in, sr_out)
+    a, b = sr_in // g, sr_out // g
+    return math.ceil(_LOWPASS_WIDTH * a / (min(a, b) * _ROLLOFF)) + a
 
 
 def resample(x, sr_in: int, sr_out: int) -> np.ndarray:

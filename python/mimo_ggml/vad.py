@@ -39,7 +39,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .audio import TARGET_SAMPLE_RATE, resample, split_on_pauses
+from .audio import TARGET_SAMPLE_RATE, resample, resample_context, split_on_pauses
 from .errors import AudioError, InvalidArgumentError, ModelLoadError, ModelNotFoundError
 
 __all__ = [
@@ -81,6 +81,7 @@ SPEECH_PAD_S = 0.1  # kept around each stretch of speech so word edges are not c
 MERGE_GAP_S = 0.6  # neighbours closer than this become one segment (when it fits)
 
 _SEQUENCE_BLOCK = 2048  # frames per call of a sequence model (~65 s, ~4.7 MB of input)
+_PIECE_FRAMES = 1875  # the input is resampled and framed 60 s at a time: memory stays flat for long inputs
 _STREAM_FRAMES = 320  # frames per side-by-side stretch of a streaming model (~10 s)
 _STREAM_WARMUP = 32  # frames each stretch is started early by, so its state has settled
 
@@ -198,10 +199,11 @@ class VadModel:
                 "input/state/sr)")
 
     @staticmethod
-    def frames(wave16k: np.ndarray) -> np.ndarray:
+    def frames(wave16k: np.ndarray, context: Optional[np.ndarray] = None) -> np.ndarray:
         """[n_frames, 64 + 512] model inputs: each 512-sample frame prefixed
-        with the last 64 samples of the frame before (zeros for the first);
-        the last frame is zero-padded."""
+        with the last 64 samples before it (``context`` for the first: the
+        end of the previous piece, zeros at the start); the last frame is
+        zero-padded."""
         n = len(wave16k)
         n_frames = -(-n // FRAME_SAMPLES)
         padded = np.zeros(n_frames * FRAME_SAMPLES, dtype=np.float32)
@@ -209,7 +211,7 @@ class VadModel:
         body = padded.reshape(n_frames, FRAME_SAMPLES)
         out = np.empty((n_frames, CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
         out[:, CONTEXT_SAMPLES:] = body
-        out[0, :CONTEXT_SAMPLES] = 0.0
+        out[0, :CONTEXT_SAMPLES] = 0.0 if context is None else context
         out[1:, :CONTEXT_SAMPLES] = body[:-1, -CONTEXT_SAMPLES:]
         return out
 
@@ -218,20 +220,36 @@ class VadModel:
         x = np.ascontiguousarray(wave16k, dtype=np.float32)
         if x.ndim != 1:
             raise AudioError(f"the VAD expects a 1-D waveform, got shape {x.shape}")
-        if x.size == 0:
-            return np.zeros(0, dtype=np.float32)
-        frames = self.frames(x)
-        probs = self._sequence(frames) if self.kind == "sequence" else self._streaming(frames)
-        return np.clip(np.nan_to_num(probs.astype(np.float32), nan=0.0), 0.0, 1.0)
+        return self.probabilities_of_pieces([x])
 
-    def _sequence(self, frames: np.ndarray) -> np.ndarray:
+    def probabilities_of_pieces(self, pieces) -> np.ndarray:
+        """Like :meth:`probabilities` for a 16 kHz signal given as consecutive
+        pieces (each a whole number of 512-sample frames but the last), so a
+        long input is never framed all at once: the model state and each
+        frame's 64-sample context carry over from piece to piece."""
+        context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
         h = np.zeros((1, 1, STATE_WIDTH), dtype=np.float32)
         c = np.zeros_like(h)
+        warm = np.zeros((0, CONTEXT_SAMPLES + FRAME_SAMPLES), dtype=np.float32)
         out = []
-        for b in range(0, len(frames), _SEQUENCE_BLOCK):
-            p, h, c = self._session.run(None, {"input": frames[b : b + _SEQUENCE_BLOCK], "h": h, "c": c})
-            out.append(np.asarray(p).reshape(-1))
-        return np.concatenate(out)
+        for piece in pieces:
+            if len(piece) == 0:
+                continue
+            frames = self.frames(piece, context)
+            context = frames[-1, -CONTEXT_SAMPLES:].copy()
+            if self.kind == "sequence":
+                for b in range(0, len(frames), _SEQUENCE_BLOCK):
+                    p, h, c = self._session.run(None, {"input": frames[b : b + _SEQUENCE_BLOCK], "h": h, "c": c})
+                    out.append(np.asarray(p, dtype=np.float32).reshape(-1))
+            else:
+                # the end of the previous piece warms the state up again (outputs dropped)
+                p = self._streaming(np.concatenate([warm, frames]))[len(warm) :]
+                warm = frames[-_STREAM_WARMUP:]
+                out.append(p)
+        if not out:
+            return np.zeros(0, dtype=np.float32)
+        probs = np.concatenate(out)
+        return np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)
 
     def _streaming(self, frames: np.ndarray) -> np.ndarray:
         # One call per frame is slow for long inputs, so the input is cut into
@@ -258,6 +276,31 @@ class VadModel:
             probs[:, t] = np.asarray(p).reshape(-1)
         out = probs[:, _STREAM_WARMUP:].reshape(-1)
         return out[:n]
+
+
+def _pieces_16k(x: np.ndarray, sr: int, piece_frames: int):
+    """The 16 kHz version of ``x`` in consecutive pieces of ``piece_frames``
+    frames, each resampled from its own stretch of ``x`` with enough context
+    around it to equal one resampling of the whole (memory: one piece)."""
+    step = piece_frames * FRAME_SAMPLES
+    if sr == VAD_SAMPLE_RATE:
+        for s in range(0, len(x), step):
+            yield x[s : s + step]
+        return
+    n16 = -(-len(x) * VAD_SAMPLE_RATE // sr)  # what resample() returns for the whole
+    pad = resample_context(sr, VAD_SAMPLE_RATE)
+    g = math.gcd(sr, VAD_SAMPLE_RATE)
+    a, b = sr // g, VAD_SAMPLE_RATE // g  # a piece starting at input k*a starts at output k*b, on the same grid
+    for s16 in range(0, n16, step):
+        e16 = min(n16, s16 + step)
+        lo = max(0, (s16 * sr) // VAD_SAMPLE_RATE - pad) // a * a
+        hi = min(len(x), -(-(e16 * sr) // VAD_SAMPLE_RATE) + pad)
+        y = resample(x[lo:hi], sr, VAD_SAMPLE_RATE)
+        off = lo // a * b
+        piece = y[s16 - off : e16 - off]
+        if len(piece) < e16 - s16:
+            piece = np.concatenate([piece, np.zeros(e16 - s16 - len(piece), np.float32)])
+        yield piece
 
 
 _models: dict[Path, VadModel] = {}
@@ -288,8 +331,7 @@ def speech_probabilities(wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE
             f"fetch it with `hf download {VAD_REPO} {VAD_REPO_FILE}` or pass vad=PATH")
     x = _check_wave(wave)
     sr = _check_sample_rate(sample_rate)
-    x16 = x if sr == VAD_SAMPLE_RATE else resample(x, sr, VAD_SAMPLE_RATE)
-    return _load(path).probabilities(x16)
+    return _load(path).probabilities_of_pieces(_pieces_16k(x, sr, _PIECE_FRAMES))
 
 
 # ---------------------------------------------------------------------------
