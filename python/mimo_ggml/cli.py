@@ -318,6 +318,11 @@ class _Progress:
                             mininterval=0.2, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s "
                                                         "audio [{elapsed}<{remaining}, {rate_fmt}]")
 
+    def start(self, total_s: float) -> None:
+        if self.bar is not None:
+            self.bar.total = float(total_s)
+            self.bar.refresh()
+
     def __call__(self, done_s: float, total_s: float) -> None:
         if self.bar is None:
             return
@@ -417,6 +422,7 @@ def _cmd_transcribe(args) -> int:
                 source = stdin_audio if name == STDIN else name
                 wave = load_audio(source, max_duration_s=args.max_duration, allow_special_files=True)
                 run.duration = len(wave) / TARGET_SAMPLE_RATE
+                progress.start(run.duration)
                 if several and stdout_open:
                     try:
                         progress.print(f"==> {name} <==")
@@ -620,8 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     tr.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=None,
                     help="token cap per segment")
+    from .vad import DEFAULT_MAX_SEGMENT_S
+
     tr.add_argument("--max-segment", type=_seconds("--max-segment", 1.0), default=None,
-                    help="longest segment in seconds (default: 15, suited to subtitles)")
+                    help=f"longest segment in seconds (default: {DEFAULT_MAX_SEGMENT_S:g}, suited to subtitles)")
     tr.add_argument("--no-vad", action="store_true",
                     help="no voice-activity detection: transcribe everything, in clips cut at pauses")
     tr.add_argument("--vad-model", help="Silero VAD .onnx file to use (default: found automatically)")
