@@ -304,3 +304,36 @@ def test_pieces_give_the_whole_signal_probabilities(voices, packaged_model, monk
         monkeypatch.setattr(vad, "_PIECE_FRAMES", 100)
         s = vad.speech_probabilities(sig, rate, vad=stream_file)
         assert len(s) == len(whole) and np.mean(np.abs(s - whole)) < 0.05
+
+
+def test_memory_stays_flat_for_long_inputs(packaged_model):
+    """20 minutes at 48 kHz: load_audio peaks at its one float copy at the
+    source rate plus the 24 kHz result, and speech_segments adds next to
+    nothing on top (it resamples and frames 60 s at a time)."""
+    import sys
+
+    script = """
+import resource, numpy as np
+from mimo_ggml.audio import load_audio
+from mimo_ggml import vad
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+vad.speech_segments(np.zeros(24000 * 130, np.float32), 24000)  # the model loaded, its buffers at full size
+w = np.zeros(24000 * 1200, np.float32)
+w[::97] = 1e-4
+base = peak()
+segs = vad.speech_segments(w, 24000)
+vad_growth = peak() - base
+del w
+x = np.zeros(48000 * 1200, np.int16)
+x[::97] = 3
+base = peak()
+w = load_audio((x, 48000))
+print(peak() - base, vad_growth, w.nbytes, len(segs))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    load_growth, vad_growth, wave_bytes, n = map(int, run.stdout.split())
+    print(f"load_audio +{load_growth / 2**20:.0f} MiB, speech_segments +{vad_growth / 2**20:.0f} MiB "
+          f"for a {wave_bytes / 2**20:.0f} MiB waveform")
+    assert load_growth < 3.2 * wave_bytes  # 48 kHz float copy (2x) + the 24 kHz result (1x)
+    assert vad_growth < 48 << 20

@@ -451,8 +451,10 @@ def load_audio(
             )
     if mono.size == 0:
         raise AudioError("audio is empty (no samples)")
-    if not np.isfinite(mono).all():
+    if not all(np.isfinite(mono[b : b + _READ_BLOCK]).all() for b in range(0, mono.size, _READ_BLOCK)):
         raise AudioError("audio contains NaN or infinite samples; clean the signal before passing it")
+    if src_sr == TARGET_SAMPLE_RATE:
+        return mono  # already a fresh array (never the caller's buffer): no second copy of long audio
     return resample(mono, src_sr, TARGET_SAMPLE_RATE)
 
 
