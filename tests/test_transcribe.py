@@ -213,7 +213,7 @@ def test_discovery_and_errors(tiny_asr, tmp_path, monkeypatch):
     # a repo id that is not cached, offline: says what to download
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download cstr/mimo-asr-GGUF"):
+    with pytest.raises(ModelNotFoundError, match="hf download cstr/mimo-asr-GGUF"):
         Session("cstr/mimo-asr-GGUF")
 
 
@@ -247,16 +247,16 @@ def test_cli_writes_all_formats(tiny_asr, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
-    data = json.loads((out / "talk.json").read_text(encoding="utf-8"))
+    data = json.loads((out / "talk.wav.json").read_text(encoding="utf-8"))
     assert data["segments"][0]["start"] == 0.0 and data["duration"] == pytest.approx(2.5)
     assert run.stdout.strip() == data["text"]
-    srt = (out / "talk.srt").read_text(encoding="utf-8")
-    vtt = (out / "talk.vtt").read_text(encoding="utf-8")
+    srt = (out / "talk.wav.srt").read_text(encoding="utf-8")
+    vtt = (out / "talk.wav.vtt").read_text(encoding="utf-8")
     assert vtt.startswith("WEBVTT")
     if data["text"]:
         assert srt.startswith("1\n00:00:00,000 --> 00:00:02,500\n")
         assert "00:00:00.000 --> 00:00:02.500" in vtt
-    assert (out / "talk.txt").read_text(encoding="utf-8").strip() == data["text"]
+    assert (out / "talk.wav.txt").read_text(encoding="utf-8").strip() == data["text"]
     bad = subprocess.run([sys.executable, "-m", "mimo_ggml", "transcribe", str(tmp_path / "nope.wav"),
                           "-m", str(tiny_asr["f32_fused"])], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not found" in bad.stderr
