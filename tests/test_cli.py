@@ -21,7 +21,17 @@ import pytest
 import soundfile as sf
 
 from mimo_ggml.cli import WATCHDOG_THREAD_NAME
-from test_transcribe import speechlike
+
+
+def speechlike(seconds: float, rate: int, seed: int, pauses: tuple = ()) -> np.ndarray:
+    """Noise with a 4 Hz syllable envelope plus a tone; 0.6 s silent gaps at ``pauses``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * (0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2) * rng.standard_normal(t.size)
+    x += 0.2 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)
+    for p in pauses:
+        x[int(p * rate) : int((p + 0.6) * rate)] = 0.0
+    return x.astype(np.float32)
 
 CLIP = "3"  # --max-clip: many short clips, so there is work in progress to interrupt
 TOKENS = "40"  # random weights never stop: a fixed budget per clip
