@@ -67,8 +67,9 @@ def cli(tmp_path, *args, input=None, timeout=300, **kw):
 
 
 def transcribe_args(model, *files, out=None, extra=()):
+    # the synthetic signals here are no speech to a VAD: decode them whole, in clips
     args = ["transcribe", *files, "-m", model, "-l", "en", "-t", "1", "--device", "cpu", "--max-new-tokens", TOKENS,
-            "--max-clip", CLIP, *extra]
+            "--max-clip", CLIP, "--no-vad", *extra]
     if out is not None:
         args += ["-f", "all", "-o", out]
     return args
@@ -410,11 +411,11 @@ def test_interrupt_raised_in_the_native_log_callback_is_kept(tiny_asr):
 
 
 def _session_takes(name: str) -> bool:
-    import inspect
+    from dataclasses import fields
 
-    from mimo_ggml.session import Session
+    from mimo_ggml.session import TranscribeOptions
 
-    return name in inspect.signature(Session.transcribe_stream).parameters
+    return name in {f.name for f in fields(TranscribeOptions)}
 
 
 @pytest.mark.skipif(not _session_takes("vad"), reason="Session.transcribe_stream has no vad= yet")

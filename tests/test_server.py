@@ -44,7 +44,8 @@ KEY = "sk-test-5f1c"
 MAX_CLIP = 4.0  # short clips, so a few seconds of audio make several segments
 TEXT_CTX = 2048
 UPLOAD_MB = 2
-SERVER_FLAGS = ["--device", "cpu", "-t", "1", "--kv-type", "f32", "--max-clip", str(MAX_CLIP),
+# the synthetic test audio is no speech to a VAD: these tests decode it all in clips
+SERVER_FLAGS = ["--device", "cpu", "-t", "1", "--kv-type", "f32", "--max-clip", str(MAX_CLIP), "--no-vad",
                 "--text-n-ctx", str(TEXT_CTX)]
 
 
@@ -95,7 +96,7 @@ def text_ref(text_model):
 
 
 def reference(asr, path, language="auto"):
-    return asr.transcribe(str(path), language=language, max_clip_s=MAX_CLIP)
+    return asr.transcribe(str(path), language=language, max_clip_s=MAX_CLIP, vad=False)
 
 
 def client(server, key=KEY, **kw) -> openai.OpenAI:

@@ -92,7 +92,6 @@ class Segment:
             "no_speech_prob": _or_zero(self.no_speech_prob),
             "finish_reason": self.finish_reason,
             "language": self.language,
-            "avg_logprob": None if self.avg_logprob is None else float(self.avg_logprob),
         }
 
     @classmethod

@@ -36,15 +36,16 @@ import numpy as np
 from . import _core
 from .lifetime import Closeable
 from .arguments import integer, optional_integer, text
-from .audio import TARGET_SAMPLE_RATE, load_audio, split_on_pauses
+from .audio import DEFAULT_MAX_DURATION_S, TARGET_SAMPLE_RATE, load_audio, split_on_pauses
 from .audio_tokenizer import clip_mels
 from .concurrency import OperationLock
 from .errors import InvalidArgumentError, UnsupportedModelError
-from .models import find_asr_model, find_audio_tokenizer, is_hub_reference
+from .models import DEFAULT_MODEL, resolve_asr_files
 from .postprocess import postprocess_ids
 from .prompt import AsrSpecialIds, asr_prompt_parts, normalize_language
 from .results import Segment, Transcription
 from .text_tokenizer import TextTokenizer
+from .vad import DEFAULT_MAX_SEGMENT_S, speech_segments
 
 __all__ = ["AsrModel", "Session", "TranscribeOptions", "default_token_budget"]
 
@@ -86,17 +87,16 @@ class AsrModel(Closeable):
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike = DEFAULT_MODEL,
         tokenizer: str | os.PathLike | None = None,
         *,
         device: str = "auto",
         n_threads: Optional[int] = None,
         download: bool = True,
     ):
-        self.model_path = find_asr_model(model, download=download)
-        self.tokenizer_path = find_audio_tokenizer(
-            self.model_path, tokenizer, download=download, lm_from_hub=tokenizer is None and is_hub_reference(model)
-        )
+        self.download = bool(download)
+        # every Hub repo involved is resolved before any download (one message lists what is missing)
+        self.model_path, self.tokenizer_path = resolve_asr_files(model, tokenizer, download=download)
         self._native = _core.AsrModel(str(self.model_path), str(self.tokenizer_path), device=text("device", device),
                                       n_threads=optional_integer("n_threads", n_threads))
         try:
@@ -145,7 +145,8 @@ class TranscribeOptions:
 
     language: "auto" (the model tags the language), "en" or "zh".
     max_new_tokens: cap per clip (None: grows with the clip's length, at
-    most 1024). max_clip_s: split longer audio at pauses (None: one pass).
+    most 1024). max_clip_s: without the VAD, split longer audio at pauses
+    (None: one pass).
     instruction: replaces the pinned instruction text of the prompt.
     progress(done_s, total_s): called as decoding advances (against each
     clip's token budget) and as clips finish.
@@ -153,6 +154,13 @@ class TranscribeOptions:
     returning False cancels (:class:`~mimo_ggml.errors.GenerationCancelled`).
     batch_size: clips decoded together (1: one after another). Every LM step
     then reads the weights once for all of them; results are the same.
+    vad: where speech is: True (Silero VAD, found as :mod:`mimo_ggml.vad`
+    says), a path to its .onnx file, or False for the plain clips of
+    ``max_clip_s`` cut at pauses (every sample decoded).
+    max_segment_s: longest speech segment with the VAD (default 15 s, suited
+    to subtitles); silence between segments is never decoded.
+    max_duration_s, allow_special_files: limits of the audio input, as
+    :func:`mimo_ggml.audio.load_audio` takes them.
     """
 
     language: str = "auto"
@@ -162,6 +170,10 @@ class TranscribeOptions:
     progress: Optional[ProgressCallback] = None
     on_token: Optional[TokenCallback] = None
     batch_size: int = 1
+    vad: "bool | str | os.PathLike" = True
+    max_segment_s: Optional[float] = DEFAULT_MAX_SEGMENT_S
+    max_duration_s: Optional[float] = DEFAULT_MAX_DURATION_S
+    allow_special_files: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 64:
@@ -250,13 +262,9 @@ class Session(Closeable):
         timings: dict[str, float] = {}
         with self._busy.hold():
             segments = list(self._segments(audio, sample_rate, opts, timings))
-        lang = normalize_language(opts.language)
-        detected = next((s.language for s in segments if s.language), None)
-        final_lang = detected or (None if lang == "auto" else lang)
-        joiner = "" if final_lang == "zh" else " "
-        text_ = joiner.join(s.text for s in segments if s.text)
-        return Transcription(text=text_, language=final_lang, duration=timings.pop("_duration"),
-                             segments=segments, timings=timings)
+        duration = timings.pop("_duration")
+        return Transcription.from_segments(segments, language=normalize_language(opts.language), duration=duration,
+                                           timings=timings)
 
     def transcribe_stream(self, audio, sample_rate: Optional[int] = None, **options) -> Iterator[Segment]:
         """Like :meth:`transcribe`, yielding each segment as its clip finishes
@@ -279,12 +287,20 @@ class Session(Closeable):
         lang = normalize_language(opts.language)
         prefix, suffix = self._prompt(lang, opts.instruction)  # validates the instruction before any work
         t0 = time.perf_counter()
-        wave = load_audio(audio, sample_rate)
+        wave = load_audio(audio, sample_rate, max_duration_s=opts.max_duration_s,
+                          allow_special_files=opts.allow_special_files)
         _add(timings, "load_audio", time.perf_counter() - t0)
         total = len(wave) / TARGET_SAMPLE_RATE
         timings["_duration"] = total
-        clips = [_Clip(i, start, end, opts) for i, (start, end) in
-                 enumerate(split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s))]
+        if opts.vad is False:
+            spans = [(a, b, None) for a, b in split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s)]
+        else:
+            t0 = time.perf_counter()
+            spans = [(g.start, g.end, g.no_speech_prob) for g in
+                     speech_segments(wave, TARGET_SAMPLE_RATE, max_segment_s=opts.max_segment_s, vad=opts.vad,
+                                     download=self.model.download)]
+            _add(timings, "vad", time.perf_counter() - t0)
+        clips = [_Clip(i, a, b, opts, no_speech) for i, (a, b, no_speech) in enumerate(spans)]
         run = self._run_batched if opts.batch_size > 1 and len(clips) > 1 else self._run_one_by_one
         for clip, out in run(wave, clips, prefix, suffix, opts, total, timings):
             for phase in ("audio_encode", "lm_prefill", "lm_decode"):
@@ -382,7 +398,8 @@ class Session(Closeable):
         return Segment(id=clip.index, start=clip.start / TARGET_SAMPLE_RATE, end=clip.end / TARGET_SAMPLE_RATE,
                        text=text_, tokens=tokens, finish_reason=out["finish_reason"],
                        language=detected or (None if lang == "auto" else lang),
-                       avg_logprob=float(np.mean(logprobs)) if logprobs else None)
+                       avg_logprob=float(np.mean(logprobs)) if logprobs else None,
+                       no_speech_prob=clip.no_speech_prob)
 
     def stages(self, audio, sample_rate: Optional[int] = None, *, language: str = "auto",
                instruction: Optional[str] = None) -> dict:
@@ -411,8 +428,10 @@ class Session(Closeable):
 class _Clip:
     """One clip of an input: its samples [start, end) at 24 kHz, its token budget."""
 
-    def __init__(self, index: int, start: int, end: int, opts: "TranscribeOptions"):
+    def __init__(self, index: int, start: int, end: int, opts: "TranscribeOptions",
+                 no_speech_prob: Optional[float] = None):
         self.index, self.start, self.end = index, start, end
+        self.no_speech_prob = no_speech_prob
         self.seconds = (end - start) / TARGET_SAMPLE_RATE
         self.budget = default_token_budget(self.seconds) if opts.max_new_tokens is None else opts.max_new_tokens
         self.n_tokens = 0

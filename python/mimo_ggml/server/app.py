@@ -101,7 +101,8 @@ def _load(state: State, loop: asyncio.AbstractEventLoop) -> None:
         if cfg.asr_model:
             log.info("loading %s (%d session%s)", cfg.asr_model, cfg.sessions, "s" * (cfg.sessions > 1))
             rt = AsrRuntime(cfg.asr_model, cfg.tokenizer, device=cfg.device, n_threads=threads,
-                            kv_type=cfg.kv_type, n_ctx=cfg.n_ctx, max_clip_s=cfg.max_clip_s)
+                            kv_type=cfg.kv_type, n_ctx=cfg.n_ctx, max_clip_s=cfg.max_clip_s, vad=cfg.vad,
+                            max_segment_s=cfg.max_segment_s)
             opened.append(("asr", rt, []))
             opened[-1][2].extend(rt.open_session() for _ in range(cfg.sessions))
         if cfg.text_model:

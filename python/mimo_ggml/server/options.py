@@ -42,6 +42,8 @@ class ServerConfig:
     n_ctx: int = 4096
     text_n_ctx: int = 4096
     max_clip_s: float = 60.0
+    vad: bool = True
+    max_segment_s: Optional[float] = None  # None: the library's default
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -110,7 +112,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--n-ctx", type=int, default=4096, help="ASR context positions per session")
     p.add_argument("--text-n-ctx", type=int, default=4096, help="text-model context positions per session")
     p.add_argument("--max-clip", type=float, default=60.0,
-                   help="split longer audio at pauses into clips of at most this many seconds (0: one pass)")
+                   help="without the VAD: split longer audio at pauses into clips of at most this many seconds "
+                        "(0: one pass)")
+    p.add_argument("--no-vad", action="store_true",
+                   help="decode the whole audio in clips cut at pauses instead of the speech the VAD finds")
+    p.add_argument("--max-segment", type=float, default=None,
+                   help="longest speech segment with the VAD, in seconds (default 15)")
     return p
 
 
@@ -120,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_key=args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None),
         sessions=args.sessions, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, device=args.device,
         threads=args.threads, kv_type=args.kv_type, n_ctx=args.n_ctx, text_n_ctx=args.text_n_ctx,
-        max_clip_s=args.max_clip, log_level="debug" if getattr(args, "verbose", False) else "info",
+        max_clip_s=args.max_clip, vad=not args.no_vad, max_segment_s=args.max_segment, log_level="debug" if getattr(args, "verbose", False) else "info",
     )
 
 

@@ -49,11 +49,14 @@ class AsrRuntime:
 
     def __init__(self, path: str, tokenizer: Optional[str] = None, *, device: str = "auto",
                  n_threads: Optional[int] = None, kv_type: str = "f16", n_ctx: int = 4096,
-                 max_clip_s: Optional[float] = 60.0):
+                 max_clip_s: Optional[float] = 60.0, vad: bool = True, max_segment_s: Optional[float] = None):
         self.path = str(path)
         self.id = model_id(path)
         self.kv_type, self.n_ctx = kv_type, n_ctx
-        self.max_clip_s = max_clip_s or None
+        # the transcription options every request uses
+        self.options = {"max_clip_s": max_clip_s or None, "vad": bool(vad)}
+        if max_segment_s is not None:
+            self.options["max_segment_s"] = max_segment_s
         self.model = AsrModel.load(self.path, tokenizer, device=device, n_threads=n_threads)
 
     def open_session(self):
@@ -63,16 +66,16 @@ class AsrRuntime:
         """The whole transcription of a 24 kHz waveform (``Session.transcribe``)."""
         if cancel.is_set():
             raise GenerationCancelled("the client went away before the transcription started")
-        return session.transcribe((wave, TARGET_SAMPLE_RATE), language=language, max_clip_s=self.max_clip_s,
-                                  on_token=_stopper(cancel))
+        return session.transcribe((wave, TARGET_SAMPLE_RATE), language=language, on_token=_stopper(cancel),
+                                  **self.options)
 
     def transcribe_stream(self, session, wave: np.ndarray, *, language: str, cancel: threading.Event,
                           on_segment: Callable[[Any], None]) -> tuple[list, Optional[str], str]:
         """Segments one by one to ``on_segment`` as clips finish; returns
         ``(segments, language, text)`` joined as ``Session.transcribe`` joins them."""
         segments = []
-        it = session.transcribe_stream((wave, TARGET_SAMPLE_RATE), language=language, max_clip_s=self.max_clip_s,
-                                       on_token=_stopper(cancel))
+        it = session.transcribe_stream((wave, TARGET_SAMPLE_RATE), language=language, on_token=_stopper(cancel),
+                                       **self.options)
         try:
             for seg in it:
                 segments.append(seg)
