@@ -631,4 +631,15 @@ void GgufFile::check_blocks(const std::string & key, int64_t n, const char * pat
     }
 }
 
+void GgufFile::check_vocabulary(int64_t n_rows) const {
+    static const char * kTokens = "tokenizer.ggml.tokens";
+    const GgufValue * v = value(kTokens);
+    if (!v) return;
+    if (!v->is_array || v->type != GGUF_TYPE_STRING) wrong_type(kTokens, "an array of strings");
+    if (int64_t(v->n) > n_rows) {
+        fail_key(kTokens, strfmt("has %llu entries, but the model's embedding has only %lld rows",
+                                 (unsigned long long) v->n, (long long) n_rows));
+    }
+}
+
 }  // namespace mimo

@@ -111,6 +111,11 @@ public:
     // ModelLoadError unless n blocks (the value of `key`) are present
     void check_blocks(const std::string & key, int64_t n, const char * pattern) const;
 
+    // The tokenizer vocabulary (tokenizer.ggml.tokens), where the file has
+    // one, must be an array of strings with at most n_rows entries (the rows
+    // of the embedding and the head): an id past them would index nothing.
+    void check_vocabulary(int64_t n_rows) const;
+
     [[noreturn]] void fail_key(const std::string & key, const std::string & what) const;
 
 private:

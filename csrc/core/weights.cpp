@@ -90,6 +90,13 @@ bool cpu_can_dot(ggml_type t) {
 
 }  // namespace
 
+// the device whose kernels run ops on weights in buft
+ggml_backend_dev_t WeightStore::device_of(ggml_backend_buffer_type_t buft) const {
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    if (dev) return dev;
+    return ggml_backend_buft_is_host(buft) ? ggml_backend_get_device(backend_->cpu()) : backend_->device();
+}
+
 bool WeightStore::type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
                              ggml_backend_buffer_type_t buft) const {
     if (!known_type(type) || never_a_weight(type)) return false;
@@ -100,8 +107,7 @@ bool WeightStore::type_suits(ggml_type type, const int64_t * ne, int n_dims, con
     if (opt.role == Role::Conv && !float_type) return false;
     if (opt.role == Role::Rows && type != GGML_TYPE_F32 && !tr->to_float) return false;
 
-    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
-    if (!dev) dev = backend_->device();
+    ggml_backend_dev_t dev = device_of(buft);
     const bool on_cpu = ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
     if (on_cpu && opt.role != Role::Rows && !cpu_can_dot(type)) return false;
 
@@ -154,7 +160,7 @@ void WeightStore::check_type(const TensorInfo & info, const WeightOptions & opt,
         if (!allowed.empty()) allowed += ", ";
         allowed += ggml_type_name(ggml_type(t));
     }
-    const ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    const ggml_backend_dev_t dev = device_of(buft);
     fail(ErrorKind::ModelLoad,
          strfmt("%s: tensor '%s' has type %s, which %s cannot use as %s; allowed: %s", file_.path().c_str(),
                 printable(info.name).c_str(), known_type(info.type) ? ggml_type_name(info.type) : "unknown",

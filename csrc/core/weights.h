@@ -80,6 +80,7 @@ private:
     // whether a tensor of this type and shape suits the role in buffer type buft
     bool type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
                     ggml_backend_buffer_type_t buft) const;
+    ggml_backend_dev_t device_of(ggml_backend_buffer_type_t buft) const;
     void check_type(const TensorInfo & info, const WeightOptions & opt, ggml_backend_buffer_type_t buft) const;
 
     std::shared_ptr<Backend> backend_;

@@ -139,6 +139,7 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HP
                                           file.path().c_str(), n::kEmbed, (long long) hp_.n_vocab,
                                           (long long) limits::kMaxVocab));
     }
+    file.check_vocabulary(hp_.n_vocab);
     if (hp_.eos_token_id >= hp_.n_vocab) {
         fail(ErrorKind::ModelLoad, strfmt("%s: metadata key '%s' = %lld is outside the vocabulary of %lld ids",
                                           file.path().c_str(), n::kKeyEos, (long long) hp_.eos_token_id,

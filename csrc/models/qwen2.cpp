@@ -20,6 +20,7 @@ Qwen2HParams Qwen2HParams::from_gguf(const GgufFile & f, const std::string & p) 
     hp.n_head_kv = f.integer_in(p + "num_kv_heads", 1, L::kMaxHeads);
     hp.n_ff = f.integer_in(p + "intermediate_size", 1, L::kMaxFfn);
     hp.n_vocab = f.integer_in(p + "vocab_size", 1, L::kMaxVocab);
+    f.check_vocabulary(hp.n_vocab);
     hp.n_ctx_train = f.integer_in_or(p + "max_position_embeddings", 8192, 1, L::kMaxContext);
     hp.rope_theta = f.f32_in(p + "rope_theta", 0.0f, L::kMaxRopeTheta);
     hp.rms_eps = f.f32_in_or(p + "rms_norm_eps", 1e-6f, 0.0f, L::kMaxNormEps);
