@@ -35,6 +35,7 @@ def test_fuzz_slice(fuzz_fixtures):
     report = table(records)
     assert len(records) == SLICE, report
     assert verdicts["crash"] == 0 and verdicts["hang"] == 0 and verdicts["untyped"] == 0, report
+    assert verdicts["harness-error"] == 0, report
     # the slice exercises both sides: files that load (and run) and files that are refused
     assert verdicts["accepted"] > 20 and verdicts["rejected"] > 100, report
     for r in records:

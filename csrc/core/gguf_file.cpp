@@ -300,6 +300,9 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
         t.name = r.string("the name");
         const std::string pname = printable(t.name);
         if (t.name.empty()) r.corrupt(strfmt("tensor %lld has an empty name", (long long) i));
+        if (t.name.find('\0') != std::string::npos) {  // ggml would cut the name there
+            fail(ErrorKind::ModelLoad, strfmt("%s: tensor name '%s' contains a NUL byte", path.c_str(), pname.c_str()));
+        }
         if (t.name.size() >= GGML_MAX_NAME) {
             fail(ErrorKind::ModelLoad, strfmt("%s: tensor name '%s' is %zu bytes long; ggml allows at most %d",
                                               path.c_str(), pname.c_str(), t.name.size(), GGML_MAX_NAME - 1));
@@ -316,12 +319,14 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
         }
         int64_t ne[GGML_MAX_DIMS] = {1, 1, 1, 1};
         for (uint32_t d = 0; d < n_dims; ++d) ne[d] = r.scalar<int64_t>();
-        uint64_t n_elem = 1;
         for (int d = 0; d < GGML_MAX_DIMS; ++d) {
             if (ne[d] < 0) {
                 fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has a negative dimension %s", path.c_str(),
                                                   pname.c_str(), shape_string(int(n_dims), ne).c_str()));
             }
+        }
+        uint64_t n_elem = 1;
+        for (int d = 0; d < GGML_MAX_DIMS; ++d) {
             if (ne[d] != 0 && n_elem > uint64_t(std::numeric_limits<int64_t>::max()) / uint64_t(ne[d])) {
                 fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has shape %s, too many elements to address",
                                                   path.c_str(), pname.c_str(), shape_string(int(n_dims), ne).c_str()));

@@ -158,6 +158,9 @@ TARGETS = [
 ]
 
 
+CLI_TARGETS = ("cli info",)
+
+
 def targets_for(kind: str, only=None):
     return [t for t in TARGETS if kind in t[1] and (not only or t[0] in only)]
 
@@ -213,11 +216,12 @@ def run_targets(path: Path, kind: str, fixtures: dict, only=None, progress=None,
 
 
 def verdict(result: dict) -> str:
-    """accepted / rejected / untyped for one mutant's results."""
+    """accepted / rejected / untyped for one mutant's results. `accepted`: some library constructor
+    loaded it (the CLI's info command, a reader of any GGUF, only counts when it fails untyped)."""
     outcomes = [v for rec in result.values() for k, v in rec.items() if k in ("load", "infer", "close")]
     if any(o.startswith("untyped") for o in outcomes):
         return "untyped"
-    if any(rec.get("load") == "ok" for rec in result.values()):
+    if any(rec.get("load") == "ok" for name, rec in result.items() if name not in CLI_TARGETS):
         return "accepted"
     return "rejected"
 
@@ -243,9 +247,15 @@ def worker_main(fixtures: dict, only) -> None:
         for line in sys.stdin:
             kind, seed = line.split()
             seed = int(seed)
-            if kind not in mutators:
-                mutators[kind] = Mutator(Path(fixtures[kind]).read_bytes())
-            data, desc = mutators[kind].mutant(seed)
+            try:
+                if kind not in mutators:
+                    mutators[kind] = Mutator(Path(fixtures[kind]).read_bytes())
+                data, desc = mutators[kind].mutant(seed)
+            except Exception:  # noqa: BLE001 - a fault of the harness, not of the code under test
+                out.write(json.dumps({"kind": kind, "seed": seed, "harness_error": traceback.format_exc()[-1500:]})
+                          + "\n")
+                out.flush()
+                continue
             path = tmp / f"{kind}.gguf"
             path.write_bytes(data)
 
@@ -344,7 +354,7 @@ class Pool:
                     if "at" in msg:
                         w["at"] = msg["at"]
                         continue
-                    msg["verdict"] = verdict(msg["result"])
+                    msg["verdict"] = "harness-error" if "harness_error" in msg else verdict(msg["result"])
                     on_result(msg)
                     w["job"] = None
                     if queue:
@@ -384,6 +394,8 @@ def table(records) -> str:
     """The outcome table: verdicts per kind, rejection classes, problem cases."""
     kinds = sorted({r["kind"] for r in records}, key=lambda k: KINDS.index(k) if k in KINDS else 99)
     verdicts = ["accepted", "rejected", "untyped", "crash", "hang"]
+    if any(r["verdict"] == "harness-error" for r in records):
+        verdicts.append("harness-error")
     lines = ["| kind | mutants | " + " | ".join(verdicts) + " |", "|---|---:|" + "---:|" * len(verdicts)]
     for k in kinds + ["all"]:
         rs = [r for r in records if k == "all" or r["kind"] == k]
@@ -399,7 +411,7 @@ def table(records) -> str:
     lines += ["", "| call | stage | outcome | count |", "|---|---|---|---:|"]
     for (name, stage, outcome), n in sorted(calls.items()):
         lines.append(f"| {name} | {stage} | {outcome} | {n} |")
-    bad = [r for r in records if r["verdict"] in ("crash", "hang", "untyped")]
+    bad = [r for r in records if r["verdict"] in ("crash", "hang", "untyped", "harness-error")]
     if bad:
         lines += ["", "problem mutants (kind seed verdict at/how):"]
         for r in bad[:50]:
@@ -463,7 +475,7 @@ def _main(argv=None) -> int:
     def log(rec, done, total, elapsed):
         if sink:
             sink.write(json.dumps(rec) + "\n")
-        if rec["verdict"] in ("crash", "hang", "untyped"):
+        if rec["verdict"] in ("crash", "hang", "untyped", "harness-error"):
             print(f"  {rec['verdict']}: {rec['kind']} seed {rec['seed']} {rec.get('at') or ''} {rec.get('how', '')}",
                   flush=True)
         if elapsed - last[0] > 30 or done == total:
@@ -477,7 +489,7 @@ def _main(argv=None) -> int:
         sink.close()
     print(f"\n{args.mutants} mutants, {args.jobs} workers, {res['wall_s']:.0f} s wall\n")
     print(table(res["records"]))
-    bad = sum(r["verdict"] in ("crash", "hang", "untyped") for r in res["records"])
+    bad = sum(r["verdict"] in ("crash", "hang", "untyped", "harness-error") for r in res["records"])
     return 1 if bad else 0
 
 

@@ -432,7 +432,12 @@ class Mutator:
         if r < 0.75:  # structure-aware edits, sometimes with byte damage on top
             g = self.parsed.copy()
             for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
-                steps.append(_pick(rng, STRUCT_MUTATORS)(g, rng))
+                mutator = _pick(rng, STRUCT_MUTATORS)
+                try:
+                    steps.append(mutator(g, rng))
+                except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+                    # an edit that does not apply after an earlier one (e.g. an array made a raw payload)
+                    steps.append(f"{mutator.__name__} skipped ({type(exc).__name__})")
             try:
                 buf = bytearray(G.write(g))
             except (struct.error, OverflowError, ValueError, TypeError) as exc:  # an edit the writer cannot express
