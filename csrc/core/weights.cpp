@@ -94,7 +94,7 @@ bool cpu_can_dot(ggml_type t) {
 ggml_backend_dev_t WeightStore::device_of(ggml_backend_buffer_type_t buft) const {
     ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
     if (dev) return dev;
-    return ggml_backend_buft_is_host(buft) ? ggml_backend_get_device(backend_->cpu()) : backend_->device();
+    return ggml_backend_buft_is_host(buft) ? backend_->cpu_device() : backend_->device();
 }
 
 bool WeightStore::type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
