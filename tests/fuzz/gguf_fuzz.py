@@ -179,8 +179,9 @@ def _classify(exc: BaseException) -> str:
     return "untyped:" + type(exc).__name__
 
 
-def run_targets(path: Path, kind: str, fixtures: dict, only=None, progress=None, details=False) -> dict:
-    """{target: {'load': outcome, 'infer': outcome}}; outcome 'ok', a MimoError class name or 'untyped:<class>'."""
+def run_targets(path: Path, kind: str, fixtures: dict, only=None, progress=None, details=False, done=None) -> dict:
+    """{target: {'load': outcome, 'infer': outcome}}; outcome 'ok', a MimoError class name or 'untyped:<class>'.
+    progress(name) is called before each target, done(name, rec) after it."""
     out = {}
     for name, _, load, infer in targets_for(kind, only):
         if progress:
@@ -212,6 +213,8 @@ def run_targets(path: Path, kind: str, fixtures: dict, only=None, progress=None,
             except Exception as exc:  # noqa: BLE001
                 rec["close"] = _classify(exc)
         out[name] = rec
+        if done:
+            done(name, rec)
     return out
 
 
@@ -263,7 +266,11 @@ def worker_main(fixtures: dict, only) -> None:
                 out.write(json.dumps({"at": name}) + "\n")
                 out.flush()
 
-            result = run_targets(path, kind, fixtures, only, progress)
+            def done(name, rec):  # so a later crash or hang keeps what came before
+                out.write(json.dumps({"done": name, "rec": rec}) + "\n")
+                out.flush()
+
+            result = run_targets(path, kind, fixtures, only, progress, done=done)
             sys.stdout = io.StringIO()
             out.write(json.dumps({"kind": kind, "seed": seed, "desc": desc, "result": result}) + "\n")
             out.flush()
@@ -298,7 +305,7 @@ class Pool:
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env=env)
-        w = {"proc": proc, "job": None, "at": None, "deadline": None, "buf": b""}
+        w = {"proc": proc, "job": None, "at": None, "deadline": None, "buf": b"", "partial": {}}
         os.set_blocking(proc.stdout.fileno(), False)
         self.sel.register(proc.stdout, selectors.EVENT_READ, w)
         self.workers.append(w)
@@ -317,7 +324,7 @@ class Pool:
 
     def _give(self, w, job):
         kind, seed = job
-        w["job"], w["at"] = job, None
+        w["job"], w["at"], w["partial"] = job, None, {}
         w["deadline"] = time.monotonic() + self.timeout
         try:
             w["proc"].stdin.write(f"{kind} {seed}\n".encode())
@@ -339,11 +346,12 @@ class Pool:
                 except BlockingIOError:
                     continue
                 if chunk == b"":  # EOF: the worker died
-                    job, at = w["job"], w["at"]
+                    job, at, partial = w["job"], w["at"], w["partial"]
                     rc = self._retire(w)
                     if job is not None:
                         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit {rc}"
-                        on_result({"kind": job[0], "seed": job[1], "verdict": "crash", "how": how, "at": at})
+                        on_result({"kind": job[0], "seed": job[1], "verdict": "crash", "how": how, "at": at,
+                                   "result": partial})
                     if queue:
                         self._give(self._spawn(), queue.popleft())
                     continue
@@ -353,6 +361,9 @@ class Pool:
                     msg = json.loads(line)
                     if "at" in msg:
                         w["at"] = msg["at"]
+                        continue
+                    if "done" in msg:
+                        w["partial"][msg["done"]] = msg["rec"]
                         continue
                     msg["verdict"] = "harness-error" if "harness_error" in msg else verdict(msg["result"])
                     on_result(msg)
@@ -365,19 +376,20 @@ class Pool:
             now = time.monotonic()
             for w in list(self.workers):
                 if w["job"] is not None and now > w["deadline"]:
-                    job, at = w["job"], w["at"]
+                    job, at, partial = w["job"], w["at"], w["partial"]
                     self._retire(w, kill=True)
                     on_result({"kind": job[0], "seed": job[1], "verdict": "hang", "at": at,
-                               "how": f"over {self.timeout:.0f} s"})
+                               "how": f"over {self.timeout:.0f} s", "result": partial})
                     if queue:
                         self._give(self._spawn(), queue.popleft())
 
 
 def fuzz(fixtures: dict, n_mutants: int, *, start_seed: int = 0, jobs: int = 2, timeout: float = 30.0,
-         kinds=KINDS, only=None, nice: int = 0, log=None, env=None) -> dict:
-    """Run n_mutants mutants spread over the kinds (round robin, seeds from start_seed).
-    Returns {'records': [...], 'wall_s': float}."""
-    jobs_list = [(kinds[i % len(kinds)], start_seed + i) for i in range(n_mutants)]
+         kinds=KINDS, only=None, nice: int = 0, log=None, env=None, replay=None) -> dict:
+    """Run n_mutants mutants spread over the kinds (round robin, seeds from start_seed), or the
+    (kind, seed) list `replay`. Returns {'records': [...], 'wall_s': float}."""
+    jobs_list = list(replay) if replay else [(kinds[i % len(kinds)], start_seed + i) for i in range(n_mutants)]
+    n_mutants = len(jobs_list)
     records = []
     t0 = time.monotonic()
 
@@ -432,6 +444,7 @@ def _main(argv=None) -> int:
     ap.add_argument("--fixtures-dir", default="", help="where the fixture GGUFs are built (default: a temp dir)")
     ap.add_argument("--nice", type=int, default=0, help="run the workers under nice -n N")
     ap.add_argument("--json", default="", help="write every record to this file (JSON lines)")
+    ap.add_argument("--replay", default="", help="kind:seed,kind:seed,...: run these mutants through the pool")
     ap.add_argument("--kind", default="", help="with --seed: one mutant of this kind")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--show", action="store_true", help="with --seed: run it here and print each call's outcome")
@@ -483,8 +496,11 @@ def _main(argv=None) -> int:
             print(f"[{done}/{total}] {elapsed:.0f} s", flush=True)
 
     kinds = tuple(k for k in args.kinds.split(",") if k)
+    replay = [(x.split(":")[0], int(x.split(":")[1])) for x in args.replay.split(",") if x]
+    if replay:
+        args.mutants = len(replay)
     res = fuzz(fixtures, args.mutants, start_seed=args.start_seed, jobs=args.jobs, timeout=args.timeout,
-               kinds=kinds, only=only, nice=args.nice, log=log)
+               kinds=kinds, only=only, nice=args.nice, log=log, replay=replay or None)
     if sink:
         sink.close()
     print(f"\n{args.mutants} mutants, {args.jobs} workers, {res['wall_s']:.0f} s wall\n")
