@@ -19,7 +19,9 @@ if [ ! -f "$MIMO_GGML_PREFIX/include/ggml.h" ]; then
 fi
 rm -rf "$out/dist" "$out/wheelhouse"
 "$py" -m pip wheel "$here" --no-deps -w "$out/dist"
-"$py" -m auditwheel repair --exclude 'libggml*' --plat manylinux_2_28_"$(uname -m)" -w "$out/wheelhouse" "$out"/dist/mimo_ggml-*.whl
+# the tag follows the toolchain: manylinux_2_28 in cibuildwheel's manylinux_2_28 image, the
+# host's glibc elsewhere (MIMO_WHEEL_PLAT forces one)
+"$py" -m auditwheel repair --exclude 'libggml*' ${MIMO_WHEEL_PLAT:+--plat "$MIMO_WHEEL_PLAT"} -w "$out/wheelhouse" "$out"/dist/mimo_ggml-*.whl
 ls -l "$out/wheelhouse"
 if [ "${1:-}" = "--test" ]; then
   "$py" -m venv "$out/venv-test"

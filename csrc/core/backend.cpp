@@ -381,7 +381,15 @@ Backend::Backend(const std::string & device, std::optional<int64_t> n_threads, b
     auto get_extra = (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(
         cpu_reg, "ggml_backend_dev_get_extra_bufts");
     if (get_extra) {
-        for (ggml_backend_buffer_type_t * p = get_extra(cpu_dev_); p && *p; ++p) cpu_extra_bufts_.push_back(*p);
+        // ggml 0.20.2's AMX kernels (the sapphirerapids CPU module) hit SIGILL (tilezero in a
+        // compute thread) on this project's Xeon with AMX enabled by the OS: leave that layout
+        // out unless asked for; that module's AVX-512 kernels and ggml's other repacked layouts stay.
+        const char * amx_env = std::getenv("MIMO_GGML_AMX");
+        const bool amx = amx_env && std::string(amx_env) == "1";
+        for (ggml_backend_buffer_type_t * p = get_extra(cpu_dev_); p && *p; ++p) {
+            if (!amx && std::string(ggml_backend_buft_name(*p)) == "AMX") continue;
+            cpu_extra_bufts_.push_back(*p);
+        }
     }
     MIMO_LOG_INFO("mimo-ggml: device %s, %d threads", device_name_.c_str(), n_threads_);
 }
