@@ -443,3 +443,150 @@ def test_split_single_clip_cases_and_errors():
         A.split_on_pauses(np.zeros(0, np.float32))
     with pytest.raises(AudioError):
         A.split_on_pauses(np.zeros((2, 100), np.float32))
+
+
+# ---------------------------------------------------------------------------
+# PyAV formats and resource limits (issue 15, class 7)
+# ---------------------------------------------------------------------------
+
+
+def encode_with_pyav(path, x: np.ndarray, sr: int, fmt: str, codec: str, channels: int = 2) -> None:
+    """Write float samples in [-1, 1] as ``codec`` in a ``fmt`` container with PyAV itself."""
+    import av
+
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        frame_len = 1024
+        planar = np.repeat(x[None, :], channels, axis=0).astype(np.float32)
+        for i in range(0, len(x), frame_len):
+            chunk = np.ascontiguousarray(planar[:, i : i + frame_len])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sr
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("fmt, codec, ext", [("mp4", "aac", "m4a"), ("webm", "libopus", "webm"), ("adts", "aac", "aac")])
+def test_formats_beyond_libsndfile_go_through_pyav(tmp_path, fmt, codec, ext):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    sr = 48000
+    x = _signal(int(1.5 * sr), sr)
+    path = tmp_path / f"clip.{ext}"
+    encode_with_pyav(path, x, sr, fmt, codec)
+    with pytest.raises(Exception):
+        sf.SoundFile(path)  # libsndfile cannot, so this really is the PyAV path
+    y = A.load_audio(path)
+    assert abs(len(y) - 1.5 * 24000) < 0.05 * 24000  # codec priming/padding only
+    ref = A.resample(x, sr, 24000)
+    # lossy codecs: compare band energy, not samples
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(ref**2)), rel=0.15)
+    np.testing.assert_array_equal(A.load_audio(path.read_bytes()), y)
+    with open(path, "rb") as fh:
+        np.testing.assert_array_equal(A.load_audio(fh), y)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 7, 999, 768_001, 10**9])
+def test_rates_outside_the_audio_range_are_refused(tmp_path, rate):
+    x = np.zeros(96_000 // 4, np.float32)
+    with pytest.raises(AudioError, match="1000-768000 Hz"):
+        A.load_audio(x, sample_rate=rate)
+    with pytest.raises(AudioError, match="1000-768000 Hz"):
+        A.load_audio((x, rate))
+    path = tmp_path / "odd.wav"
+    if rate <= 655_350:  # what a WAV header of libsndfile can hold
+        sf.write(path, x, rate, subtype="FLOAT")
+        with pytest.raises(AudioError, match="1000-768000 Hz"):
+            A.load_audio(path)
+    A.load_audio(x, sample_rate=1000)  # the lowest accepted rate works
+
+
+def test_max_duration(tmp_path):
+    x = np.zeros(10 * 8000, np.int16)
+    with pytest.raises(AudioError, match="longer than the 5 s limit"):
+        A.load_audio(x, sample_rate=8000, max_duration_s=5)
+    assert len(A.load_audio(x, sample_rate=8000, max_duration_s=None)) == 10 * 24000
+    path = tmp_path / "ten.wav"
+    sf.write(path, x, 8000, subtype="PCM_16")
+    with pytest.raises(AudioError, match="limit"):
+        A.load_audio(path, max_duration_s=5)
+    with pytest.raises(AudioError, match="limit"):
+        A.load_audio(path.read_bytes(), max_duration_s=9.9)
+    assert len(A.load_audio(path, max_duration_s=10)) == 10 * 24000
+    for bad in (0, -1, float("nan"), "10", True):
+        with pytest.raises(InvalidArgumentError, match="max_duration_s"):
+            A.load_audio(x, sample_rate=8000, max_duration_s=bad)
+    assert A.DEFAULT_MAX_DURATION_S >= 3600
+
+
+def test_header_claiming_huge_length_is_refused_before_allocating(tmp_path):
+    """A WAV whose header claims 2^31 frames (data chunk size forged) is
+    refused by the duration limit, not by a giant allocation."""
+    path = tmp_path / "liar.wav"
+    sf.write(path, np.zeros(1000, np.int16), 8000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    i = raw.index(b"data")
+    raw[i + 4 : i + 8] = (0xFFFFFFF0).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    try:
+        y = A.load_audio(path)
+    except AudioError as exc:
+        assert "limit" in str(exc) or "decode" in str(exc)
+    else:  # libsndfile may clamp the size to the file: then it is the real 1000 samples
+        assert len(y) == 3000
+
+
+def test_fifo_and_devices_are_refused_unless_asked(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    with pytest.raises(AudioError, match="FIFO, device or socket"):
+        A.load_audio(fifo)
+    with pytest.raises(AudioError, match="FIFO, device or socket"):
+        A.load_audio("/dev/zero")
+    assert time.perf_counter() - t0 < 1.0
+    # asked for: no writer -> the inactivity timeout
+    t0 = time.perf_counter()
+    with pytest.raises(AudioError, match="no data for 0.3 s"):
+        A.load_audio(fifo, allow_special_files=True, read_timeout_s=0.3)
+    assert time.perf_counter() - t0 < 2.0
+    # asked for, with a writer: decoded
+    buf = io.BytesIO()
+    sf.write(buf, (_signal(8000, 16000) * 20000).astype(np.int16), 16000, format="WAV", subtype="PCM_16")
+
+    def writer():
+        with open(fifo, "wb") as w:
+            w.write(buf.getvalue())
+
+    th = threading.Thread(target=writer)
+    th.start()
+    y = A.load_audio(fifo, allow_special_files=True, read_timeout_s=5)
+    th.join()
+    assert len(y) == 12000
+    # a device that never ends hits the size cap
+    with pytest.raises(AudioError, match="more than"):
+        A.read_stream("/dev/zero", max_bytes=1 << 20)
+
+
+def test_bad_paths_are_audio_errors(tmp_path):
+    with pytest.raises(AudioError):
+        A.load_audio("bad\0name.wav")
+    with pytest.raises(AudioError):
+        A.load_audio("x" * 5000 + ".wav")
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, np.zeros(100, np.int16), 16000)
+    locked.chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        with pytest.raises(AudioError, match="cannot open"):
+            A.load_audio(locked)

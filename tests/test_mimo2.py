@@ -303,11 +303,15 @@ def test_generate_stream_chat_and_stops(v25):
         # a stop id
         cut = s.generate("the quick brown fox", max_tokens=12, stop=[r.tokens[2]])
         assert cut.finish_reason == "stop" and cut.tokens == r.tokens[: r.tokens.index(r.tokens[2])]
-        # chat = generate on the ChatML prompt
+        # chat = generate on the prompt the GGUF's own chat template renders
         msgs = [{"role": "user", "content": "hello fox"}]
         c1 = s.chat(msgs, max_tokens=6)
-        assert c1.tokens == s.generate("<|im_start|>user\nhello fox<|im_end|>\n<|im_start|>assistant\n",
-                                       max_tokens=6).tokens
+        assert s.model.chat_template  # the converter kept the checkpoint's template
+        from mimo_ggml.chat_template import render_chat
+
+        prompt = render_chat(msgs, s.model.chat_template)
+        assert prompt != "<|im_start|>user\nhello fox<|im_end|>\n<|im_start|>assistant\n"
+        assert c1.tokens == s.generate(prompt, max_tokens=6).tokens
         # cache_prompt keeps the common prefix
         s.generate("the quick brown fox jumps", max_tokens=4, cache_prompt=True)
         r2 = s.generate("the quick brown fox jumps over", max_tokens=4, cache_prompt=True)

@@ -68,10 +68,10 @@ def transcript(result):
 def test_parallel_asr_sessions_equal_sequential(asr_model):
     inputs = clips()
     with asr_model.session(kv_type="f32") as s:
-        sequential = [transcript(s.transcribe(a, language="en", max_new_tokens=10)) for a in inputs]
+        sequential = [transcript(s.transcribe(a, language="en", max_new_tokens=10, vad=False)) for a in inputs]
     sessions = [asr_model.session(kv_type="f32") for _ in inputs]
     try:
-        parallel = run_in_threads(lambda s, a: transcript(s.transcribe(a, language="en", max_new_tokens=10)),
+        parallel = run_in_threads(lambda s, a: transcript(s.transcribe(a, language="en", max_new_tokens=10, vad=False)),
                                   list(zip(sessions, inputs)))
     finally:
         for s in sessions:
@@ -83,32 +83,32 @@ def test_parallel_asr_sessions_equal_sequential(asr_model):
 def test_one_session_from_many_threads_serializes(asr_model):
     inputs = clips()
     with asr_model.session(kv_type="f32") as s:
-        sequential = [transcript(s.transcribe(a, language="en", max_new_tokens=10)) for a in inputs]
-        shared = run_in_threads(lambda a: transcript(s.transcribe(a, language="en", max_new_tokens=10)),
+        sequential = [transcript(s.transcribe(a, language="en", max_new_tokens=10, vad=False)) for a in inputs]
+        shared = run_in_threads(lambda a: transcript(s.transcribe(a, language="en", max_new_tokens=10, vad=False)),
                                 [(a,) for a in inputs])
         assert shared == sequential
         # the same thread re-entering an open stream is refused, not deadlocked
-        stream = s.transcribe_stream(inputs[0][0], 16000, max_new_tokens=4)
+        stream = s.transcribe_stream(inputs[0][0], 16000, max_new_tokens=4, vad=False)
         next(stream)
         with pytest.raises(InvalidArgumentError, match="busy"):
-            s.transcribe(inputs[1][0], 16000, max_new_tokens=4)
+            s.transcribe(inputs[1][0], 16000, max_new_tokens=4, vad=False)
         stream.close()
-        assert transcript(s.transcribe(inputs[0][0], 16000, language="en", max_new_tokens=10)) == sequential[0]
+        assert transcript(s.transcribe(inputs[0][0], 16000, language="en", max_new_tokens=10, vad=False)) == sequential[0]
 
 
 def test_closing_the_model_keeps_sessions_working(tiny_asr):
     audio = speechlike(1.0, 16000, seed=3)
     model = AsrModel.load(tiny_asr["f32_fused"], device="cpu", n_threads=1)
     s = model.session(kv_type="f32")
-    before = transcript(s.transcribe(audio, 16000, language="en", max_new_tokens=6))
+    before = transcript(s.transcribe(audio, 16000, language="en", max_new_tokens=6, vad=False))
     model.close()
     assert model.closed
     with pytest.raises(InvalidArgumentError, match="closed"):
         model.session()
-    assert transcript(s.transcribe(audio, 16000, language="en", max_new_tokens=6)) == before
+    assert transcript(s.transcribe(audio, 16000, language="en", max_new_tokens=6, vad=False)) == before
     s.close()
     with pytest.raises(InvalidArgumentError, match="closed"):
-        s.transcribe(audio, 16000)
+        s.transcribe(audio, 16000, vad=False)
     with pytest.raises(InvalidArgumentError, match="tokenizer"):
         Session(model, tokenizer=tiny_asr["tokenizer"])
 
@@ -134,10 +134,10 @@ def test_second_session_adds_no_weights(big_asr):
     weights = model.weights_bytes / 2**20
     loaded = rss_mib() - r0
     first = model.session(kv_type="f16", n_ctx=256)
-    first.transcribe(audio, 16000, max_new_tokens=4)  # its compute buffers are allocated now
+    first.transcribe(audio, 16000, max_new_tokens=4, vad=False)  # its compute buffers are allocated now
     r1 = rss_mib()
     second = model.session(kv_type="f16", n_ctx=256)
-    second.transcribe(audio, 16000, max_new_tokens=4)
+    second.transcribe(audio, 16000, max_new_tokens=4, vad=False)
     added = rss_mib() - r1
     first.close()
     second.close()
@@ -151,7 +151,7 @@ def test_open_close_cycles_keep_memory_flat(asr_model):
 
     def cycle():
         with asr_model.session(kv_type="f16", n_ctx=256) as s:
-            s.transcribe(audio, max_new_tokens=2)
+            s.transcribe(audio, max_new_tokens=2, vad=False)
 
     for _ in range(20):  # warm-up: allocator pools, graph caches, lazily imported code
         cycle()

@@ -87,7 +87,7 @@ def test_stages_and_tokens_match_reference(asr, tiny_asr, language, rate, second
         assert rel_max_err(g, r) <= 1e-3, name
         assert cosine(g, r) >= 0.9999, name
 
-    result = asr.transcribe(audio, rate, language=language, max_new_tokens=NEW_TOKENS)
+    result = asr.transcribe(audio, rate, language=language, max_new_tokens=NEW_TOKENS, vad=False)
     (seg,) = result.segments
     k = agreeing_prefix(seg.tokens, ref)
     assert seg.tokens[:k] == [int(i) for i in ref["greedy_ids"][:k]]
@@ -107,7 +107,7 @@ def test_long_audio_is_split_into_clips(asr, tiny_asr):
     wave24 = load_audio(audio, rate)
     clips = split_on_pauses(wave24, 24000, max_clip_s=60.0)
     assert len(clips) == 2
-    result = asr.transcribe(audio, rate, language="en", max_new_tokens=6)
+    result = asr.transcribe(audio, rate, language="en", max_new_tokens=6, vad=False)
     assert [(s.start, s.end) for s in result.segments] == [(a / 24000, b / 24000) for a, b in clips]
     assert 41.0 <= result.segments[0].end <= 41.6  # cut inside the pause
     for seg, (a, b) in zip(result.segments, clips):
@@ -115,7 +115,7 @@ def test_long_audio_is_split_into_clips(asr, tiny_asr):
         k = agreeing_prefix(seg.tokens, ref)
         assert seg.tokens[:k] == [int(i) for i in ref["greedy_ids"][:k]]
     assert result.text == " ".join(s.text for s in result.segments if s.text)
-    one_pass = asr.transcribe(audio, rate, language="en", max_new_tokens=2, max_clip_s=None)
+    one_pass = asr.transcribe(audio, rate, language="en", max_new_tokens=2, max_clip_s=None, vad=False)
     assert len(one_pass.segments) == 1
 
 
@@ -124,7 +124,7 @@ def test_fused_and_split_files_give_identical_tokens(tiny_asr):
     out = []
     for key in ("f32_fused", "f32_split"):
         with Session(tiny_asr[key], device="cpu", n_threads=2, kv_type="f32") as s:
-            out.append(s.transcribe(audio, 16000, language="en", max_new_tokens=8).segments[0].tokens)
+            out.append(s.transcribe(audio, 16000, language="en", max_new_tokens=8, vad=False).segments[0].tokens)
     assert out[0] == out[1]
 
 
@@ -135,7 +135,7 @@ def test_stream_progress_and_stop_path(asr, tiny_asr, tmp_path):
     audio = speechlike(2.0, 24000, seed=5)
     seen = []
     segs = list(asr.transcribe_stream(audio, 24000, language="en", max_new_tokens=4,
-                                      progress=lambda d, t: seen.append((d, t))))
+                                      progress=lambda d, t: seen.append((d, t)), vad=False))
     assert len(segs) == 1 and segs[0].finish_reason == "length" and len(segs[0].tokens) == 4
     # progress advances with every token against the clip's budget, then the clip's end
     assert seen[-1] == (pytest.approx(2.0), pytest.approx(2.0))
@@ -156,7 +156,7 @@ def test_stream_progress_and_stop_path(asr, tiny_asr, tmp_path):
     shutil.copy(tiny_asr["tokenizer"], models / "mimo-tokenizer.gguf")
     convert_asr(ck, models / "mimo-asr-stop.gguf", dtype="f32")
     with Session(models, device="cpu", n_threads=2, kv_type="f32") as s:
-        r = s.transcribe(audio, 24000, language="en", max_new_tokens=4)
+        r = s.transcribe(audio, 24000, language="en", max_new_tokens=4, vad=False)
     assert r.segments[0].finish_reason == "stop"
     assert r.segments[0].tokens == [] and r.text == ""
 
@@ -171,7 +171,7 @@ def test_padding_row_wins_as_upstream_unless_banned(asr, tiny_asr, tmp_path):
     from mimo_ggml.convert.asr import convert_asr
 
     audio = speechlike(2.0, 24000, seed=6)
-    first = asr.transcribe(audio, 24000, language="en", max_new_tokens=2).segments[0].tokens[0]
+    first = asr.transcribe(audio, 24000, language="en", max_new_tokens=2, vad=False).segments[0].tokens[0]
     pad = asr.model.padding_ids[0]
     ck = tmp_path / "padwins"
     shutil.copytree(tiny_asr["ckpt"], ck)
@@ -188,7 +188,7 @@ def test_padding_row_wins_as_upstream_unless_banned(asr, tiny_asr, tmp_path):
         ref = transcribe_reference(ck, tiny_asr["tokenizer_ckpt"], wave24, "en", 4, ban_padding=ban)
         assert (int(ref["greedy_ids"][0]) == pad) is not ban
         with model.session(kv_type="f32", ban_padding_tokens=ban) as s:
-            seg = s.transcribe(audio, 24000, language="en", max_new_tokens=4).segments[0]
+            seg = s.transcribe(audio, 24000, language="en", max_new_tokens=4, vad=False).segments[0]
         k = agreeing_prefix(seg.tokens, ref)
         assert k >= 1 and seg.tokens[:k] == [int(i) for i in ref["greedy_ids"][:k]]
         assert (seg.tokens[0] == pad) is not ban
@@ -213,7 +213,7 @@ def test_discovery_and_errors(tiny_asr, tmp_path, monkeypatch):
     # a repo id that is not cached, offline: says what to download
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download cstr/mimo-asr-GGUF"):
+    with pytest.raises(ModelNotFoundError, match="hf download cstr/mimo-asr-GGUF"):
         Session("cstr/mimo-asr-GGUF")
 
 
@@ -231,11 +231,11 @@ def test_legacy_file_is_refused(tiny_asr, tmp_path):
 def test_bad_arguments(asr):
     audio = speechlike(1.0, 16000, seed=1)
     with pytest.raises(InvalidArgumentError, match="language"):
-        asr.transcribe(audio, 16000, language="fr")
+        asr.transcribe(audio, 16000, language="fr", vad=False)
     with pytest.raises(InvalidArgumentError, match="max_new_tokens"):
-        asr.transcribe(audio, 16000, max_new_tokens=0)
+        asr.transcribe(audio, 16000, max_new_tokens=0, vad=False)
     with pytest.raises(ValueError, match="sample_rate"):  # AudioError is a ValueError
-        asr.transcribe(audio)
+        asr.transcribe(audio, vad=False)
 
 
 def test_cli_writes_all_formats(tiny_asr, tmp_path):
@@ -247,16 +247,16 @@ def test_cli_writes_all_formats(tiny_asr, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
-    data = json.loads((out / "talk.json").read_text(encoding="utf-8"))
+    data = json.loads((out / "talk.wav.json").read_text(encoding="utf-8"))
     assert data["segments"][0]["start"] == 0.0 and data["duration"] == pytest.approx(2.5)
     assert run.stdout.strip() == data["text"]
-    srt = (out / "talk.srt").read_text(encoding="utf-8")
-    vtt = (out / "talk.vtt").read_text(encoding="utf-8")
+    srt = (out / "talk.wav.srt").read_text(encoding="utf-8")
+    vtt = (out / "talk.wav.vtt").read_text(encoding="utf-8")
     assert vtt.startswith("WEBVTT")
     if data["text"]:
         assert srt.startswith("1\n00:00:00,000 --> 00:00:02,500\n")
         assert "00:00:00.000 --> 00:00:02.500" in vtt
-    assert (out / "talk.txt").read_text(encoding="utf-8").strip() == data["text"]
+    assert (out / "talk.wav.txt").read_text(encoding="utf-8").strip() == data["text"]
     bad = subprocess.run([sys.executable, "-m", "mimo_ggml", "transcribe", str(tmp_path / "nope.wav"),
                           "-m", str(tiny_asr["f32_fused"])], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not found" in bad.stderr
@@ -289,7 +289,7 @@ def test_cli_convert_and_quantize(tiny_asr, tmp_path):
     lm_types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out / "mimo-asr-q8_0.gguf").tensors}
     assert lm_types["audio.blk.0.attn.q.weight"] == "Q8_0" and lm_types["audio.norm.weight"] == "F32"
     with Session(out, device="cpu", n_threads=2) as s:
-        r = s.transcribe(speechlike(1.5, 16000, seed=2), 16000, language="en", max_new_tokens=4)
+        r = s.transcribe(speechlike(1.5, 16000, seed=2), 16000, language="en", max_new_tokens=4, vad=False)
     assert len(r.segments[0].tokens) == 4
 
 
@@ -297,13 +297,13 @@ def test_interrupt_leaves_session_usable(asr):
     """Ctrl-C (KeyboardInterrupt) raised while a multi-clip transcription runs
     stops it, and the same session transcribes correctly afterwards."""
     audio = speechlike(8.0, 16000, seed=9, pauses=(3.5,))
-    expected = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0)
+    expected = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0, vad=False)
     assert len(expected.segments) == 2
 
     def interrupt(done, total):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0, progress=interrupt)
-    again = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0)
+        asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0, progress=interrupt, vad=False)
+    again = asr.transcribe(audio, 16000, language="en", max_new_tokens=3, max_clip_s=5.0, vad=False)
     assert [s.tokens for s in again.segments] == [s.tokens for s in expected.segments]

@@ -47,15 +47,36 @@ public:
         return r;
     }
 
+    static GenerationOptions generation(int64_t max_tokens, double temperature, int64_t top_k, double top_p,
+                                        py::object seed, py::handle stop, py::handle banned) {
+        GenerationOptions g;
+        g.sampler = sampler_params(temperature, top_k, top_p, seed);
+        g.stop_ids = stop.is_none() ? std::vector<int32_t>{} : token_ids(stop);
+        g.banned = banned.is_none() ? std::vector<int32_t>{} : token_ids(banned);
+        g.max_tokens = max_tokens;
+        return g;
+    }
+
+    py::dict result_dict(const AsrClipResult & res) {
+        py::dict out;
+        out["codes"] = int_array(res.codes, {res.n_frames, get().model().adapter_hparams().n_channels});
+        out["tokens"] = res.tokens;
+        out["logprobs"] = res.logprobs;
+        out["finish_reason"] = finish_reason_name(res.finish);
+        out["n_groups"] = res.n_groups;
+        out["n_prompt"] = res.n_prompt;
+        out["audio_encode"] = res.encode_s;
+        out["lm_prefill"] = res.prefill_s;
+        out["lm_decode"] = res.decode_s;
+        return out;
+    }
+
     py::dict transcribe(py::list mels, py::handle prefix, py::handle suffix, int64_t max_tokens, double temperature,
                         int64_t top_k, double top_p, py::object seed, py::handle stop, py::handle banned,
                         py::object on_token) {
         std::vector<FloatArray> keep;
         AsrClipRequest r = request(mels, prefix, suffix, keep);
-        r.generation.sampler = sampler_params(temperature, top_k, top_p, seed);
-        r.generation.stop_ids = stop.is_none() ? std::vector<int32_t>{} : token_ids(stop);
-        r.generation.banned = banned.is_none() ? std::vector<int32_t>{} : token_ids(banned);
-        r.generation.max_tokens = max_tokens;
+        r.generation = generation(max_tokens, temperature, top_k, top_p, seed, stop, banned);
         AsrProgress progress = [&on_token](int32_t token) {
             py::gil_scoped_acquire gil;
             if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C between tokens
@@ -69,17 +90,42 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             res = get().transcribe(r, progress);
         }
-        const int64_t C = get().model().adapter_hparams().n_channels;
-        py::dict out;
-        out["codes"] = int_array(res.codes, {res.n_frames, C});
-        out["tokens"] = res.tokens;
-        out["logprobs"] = res.logprobs;
-        out["finish_reason"] = finish_reason_name(res.finish);
-        out["n_groups"] = res.n_groups;
-        out["n_prompt"] = res.n_prompt;
-        out["audio_encode"] = res.encode_s;
-        out["lm_prefill"] = res.prefill_s;
-        out["lm_decode"] = res.decode_s;
+        return result_dict(res);
+    }
+
+    // clips: a list of (mels, prefix, suffix, max_tokens) tuples
+    py::list transcribe_batch(py::list clips, int64_t batch_size, int64_t n_ctx_seq, double temperature,
+                              int64_t top_k, double top_p, py::object seed, py::handle stop, py::handle banned,
+                              py::object on_token, py::object on_clip) {
+        std::vector<FloatArray> keep;
+        std::vector<AsrClipRequest> reqs;
+        for (py::handle h : clips) {
+            py::tuple t = py::reinterpret_borrow<py::tuple>(h);
+            if (t.size() != 4) fail(ErrorKind::InvalidArgument, "each clip is (mels, prefix, suffix, max_tokens)");
+            AsrClipRequest r = request(t[0].cast<py::list>(), t[1], t[2], keep);
+            r.generation = generation(t[3].cast<int64_t>(), temperature, top_k, top_p, seed, stop, banned);
+            reqs.push_back(std::move(r));
+        }
+        AsrBatchProgress progress = [&on_token](int64_t clip, int32_t token) {
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            if (token < 0 || on_token.is_none()) return true;
+            py::object go = on_token(clip, token);
+            return go.is_none() || bool(py::bool_(go));
+        };
+        AsrClipDone done = [this, &on_clip](int64_t clip, const AsrClipResult & r) {
+            if (on_clip.is_none()) return;
+            py::gil_scoped_acquire gil;
+            on_clip(clip, result_dict(r));
+        };
+        std::vector<AsrClipResult> res;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(mutex_);
+            res = get().transcribe_batch(reqs, batch_size, n_ctx_seq, progress, done);
+        }
+        py::list out;
+        for (const AsrClipResult & r : res) out.append(result_dict(r));
         return out;
     }
 
@@ -179,6 +225,12 @@ void bind_asr_model(py::module_ & m) {
              py::arg("on_token") = py::none(),
              "Codes, adapter, prefill and decoding of one clip: its log-mel chunks and the prompt ids around the "
              "audio groups in; token ids, log-probabilities, finish reason and phase times out")
+        .def("transcribe_batch", &S::transcribe_batch, py::arg("clips"), py::arg("batch_size"), py::arg("n_ctx_seq"),
+             py::arg("temperature") = 0.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
+             py::arg("seed") = py::none(), py::arg("stop") = py::none(), py::arg("banned") = py::none(),
+             py::arg("on_token") = py::none(), py::arg("on_clip") = py::none(),
+             "Clips (mels, prefix, suffix, max_tokens) decoded together, batch_size at a time: one dict per clip "
+             "as transcribe_clip gives; on_clip(index, dict) as each finishes")
         .def("stages", &S::stages, py::arg("mels"), py::arg("prefix"), py::arg("suffix"),
              "The intermediate results of spec asr.md §15 for one clip")
         .def("close", &S::close)

@@ -34,6 +34,13 @@ void enable_log_forwarding(bool on) {
             py::object logger = py::module_::import("logging").attr("getLogger")("mimo_ggml");
             logger.attr("log")(python_level(level), "%s", line);
         } catch (py::error_already_set & e) {
+            if (e.matches(PyExc_KeyboardInterrupt)) {
+                // Ctrl-C landed while Python ran the logging call: re-arm it, so the
+                // interrupt reaches the caller as soon as the native call returns
+                // (discarding it here swallowed the user's Ctrl-C)
+                PyErr_SetInterrupt();
+                return;
+            }
             e.discard_as_unraisable("mimo_ggml log forwarding");
         }
     });

@@ -73,6 +73,8 @@ void bind_text_model(py::module_ & m) {
         .def_property_readonly("n_expert", [](T & self) { return self.hp().n_expert; })
         .def_property_readonly("n_expert_used", [](T & self) { return self.hp().n_expert_used; })
         .def_property_readonly("eos_token_id", [](T & self) { return self.hp().eos_token_id; })
+        .def_property_readonly("bos_token_id",
+                               [](T & self) { return self.weights()->file().integer_or("tokenizer.ggml.bos_token_id", -1); })
         .def_property_readonly("window_keys", [](T & self) { return self.hp().window_keys; })
         .def_property_readonly("value_scale", [](T & self) { return self.hp().value_scale; })
         .def_property_readonly("swa_layers", [](T & self) {

@@ -7,18 +7,10 @@ namespace mimo {
 ggml_tensor * decoder_input_rows(ggml_context * ctx, ggml_tensor * tok_embd, const DecoderInputs & in) {
     if (!in.embeddings) return ggml_get_rows(ctx, tok_embd, in.tokens);
     if (!in.tokens) return in.embeddings;
-    // every row has a token id (the embedding rows' ids are placeholders); the
-    // embedding rows replace a contiguous span of them
-    ggml_tensor * text = ggml_get_rows(ctx, tok_embd, in.tokens);  // (n_embd, T)
-    const int64_t T = text->ne[1], b = in.emb_begin, e = b + in.embeddings->ne[1];
-    if (b < 0 || e > T) fail(ErrorKind::Generic, "internal: embedding rows outside the graph's rows");
-    auto rows = [&](int64_t r0, int64_t r1) {
-        return ggml_view_2d(ctx, text, text->ne[0], r1 - r0, text->nb[1], size_t(r0) * text->nb[1]);
-    };
-    ggml_tensor * x = in.embeddings;
-    if (b > 0) x = ggml_concat(ctx, rows(0, b), x, 1);
-    if (e < T) x = ggml_concat(ctx, x, rows(e, T), 1);
-    return x;
+    if (!in.row_source) fail(ErrorKind::Generic, "internal: token and embedding rows without a row_source");
+    // every row has a token id (placeholders for the embedding rows); one gather picks each row's source
+    ggml_tensor * both = ggml_concat(ctx, ggml_get_rows(ctx, tok_embd, in.tokens), in.embeddings, 1);
+    return ggml_get_rows(ctx, both, in.row_source);
 }
 
 DecoderOutputs decoder_outputs(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in, ggml_tensor * inputs,

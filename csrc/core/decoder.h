@@ -2,12 +2,12 @@
 // decoder-only language model: the inputs of one forward graph, its outputs,
 // and the model interface (Qwen2 of the ASR model, the mimo2 MoE backbone).
 //
-// Rows of a graph are positions. Each row's input comes from the token table
-// (tokens) or, for rows [emb_begin, emb_begin + n_emb), from `embeddings`
+// Rows of a graph are positions (of one or several sequences, in any order).
+// Each row's input comes from the token table (tokens) or from `embeddings`
 // (the ASR path puts its audio features there); both are joined inside the
-// graph. Full-attention layers write the rows' K/V at `slots_full` and read
-// the first n_kv_full cache rows under `mask_full`; sliding-window layers do
-// the same with the *_swa inputs over their ring.
+// graph through `row_source`. Full-attention layers write the rows' K/V at
+// `slots_full` and read the first n_kv_full cache rows under `mask_full`;
+// sliding-window layers do the same with the *_swa inputs over their ring.
 #pragma once
 
 #include <cstddef>
@@ -20,9 +20,10 @@
 namespace mimo {
 
 struct DecoderInputs {
-    ggml_tensor * tokens = nullptr;      // I32 (T), or nullptr when every row is an embedding
+    ggml_tensor * tokens = nullptr;      // I32 (T), or nullptr when every row is an embedding, in order
     ggml_tensor * embeddings = nullptr;  // F32 (n_embd, n_emb), or nullptr
-    int64_t emb_begin = 0;               // first row taken from embeddings
+    // with both: I32 (T), row i's input is row row_source[i] of [token rows (T) | embedding rows (n_emb)]
+    ggml_tensor * row_source = nullptr;
     ggml_tensor * positions = nullptr;   // I32 (T), absolute
     ggml_tensor * slots_full = nullptr, * slots_swa = nullptr;  // I64 (T)
     ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)

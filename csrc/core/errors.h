@@ -3,6 +3,7 @@
 // mimo::Error and never returns sentinel values.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -19,9 +20,23 @@ enum class ErrorKind {
     Cancelled,         // GenerationCancelled: a callback asked to stop
 };
 
+// true if s is well-formed UTF-8 (no overlong forms, no surrogates, nothing
+// past U+10FFFF: exactly what Python's strict decoder accepts); bad_at gets
+// the offset of the first bad byte
+bool valid_utf8(const std::string & s, size_t * bad_at = nullptr);
+
+// A string taken from a file, made fit for a message: invalid UTF-8 and
+// control characters are written as \xNN, and anything past max_bytes is cut
+// (with "..." appended).
+std::string printable(const std::string & s, size_t max_bytes = 200);
+// s with only its invalid UTF-8 bytes written as \xNN
+std::string utf8_repaired(const std::string & s);
+
 class Error : public std::runtime_error {
 public:
-    Error(ErrorKind kind, const std::string & message) : std::runtime_error(message), kind_(kind) {}
+    // The message is made valid UTF-8 (bad bytes as \xNN), so the Python
+    // side can always decode it.
+    Error(ErrorKind kind, const std::string & message);
     ErrorKind kind() const { return kind_; }
 
 private:

@@ -28,7 +28,9 @@ WeightStore::~WeightStore() {
 ggml_context * WeightStore::context_for(ggml_backend_buffer_type_t buft) {
     auto it = contexts_.find(buft);
     if (it != contexts_.end()) return it->second;
-    ggml_init_params params{/*mem_size=*/ggml_tensor_overhead() * 4096, /*mem_buffer=*/nullptr, /*no_alloc=*/true};
+    // room for every tensor of the file, twice (a tied table is declared as rows and as a matmul weight)
+    const size_t n_max = 2 * file_.tensors().size() + 16;
+    ggml_init_params params{/*mem_size=*/ggml_tensor_overhead() * n_max, /*mem_buffer=*/nullptr, /*no_alloc=*/true};
     ggml_context * ctx = ggml_init(params);
     if (!ctx) fail(ErrorKind::Backend, "out of memory creating a weight context");
     contexts_[buft] = ctx;
@@ -57,28 +59,143 @@ ggml_backend_buffer_type_t WeightStore::choose_buffer_type(const TensorInfo & in
     return backend_->weight_buffer_type();
 }
 
+namespace {
+
+const char * role_name(Role r) {
+    switch (r) {
+        case Role::Matmul: return "a matmul weight";
+        case Role::MatmulExperts: return "stacked expert weights (mul_mat_id)";
+        case Role::Rows: return "a row-gathered table (get_rows)";
+        case Role::Conv: return "a convolution kernel";
+        case Role::Float: return "a float vector read as F32";
+    }
+    return "a weight";
+}
+
+// integer and double types hold no float weights ggml can compute with
+bool never_a_weight(ggml_type t) {
+    return t == GGML_TYPE_I8 || t == GGML_TYPE_I16 || t == GGML_TYPE_I32 || t == GGML_TYPE_I64 ||
+           t == GGML_TYPE_F64;
+}
+
+bool known_type(ggml_type t) {
+    if (int(t) < 0 || int(t) >= GGML_TYPE_COUNT) return false;
+    const ggml_type_traits * tr = ggml_get_type_traits(t);
+    return tr && tr->blck_size > 0 && tr->type_size > 0;
+}
+
+// The CPU backend says it supports a mul_mat whatever the weight type, as long
+// as the activations are F32; its kernel table says whether it can compute one.
+bool cpu_can_dot(ggml_type t) {
+    const ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(t);
+    if (!tc || !tc->vec_dot) return false;
+    return tc->vec_dot_type == GGML_TYPE_F32 || ggml_get_type_traits_cpu(tc->vec_dot_type)->from_float != nullptr;
+}
+
+}  // namespace
+
+// the device whose kernels run ops on weights in buft
+ggml_backend_dev_t WeightStore::device_of(ggml_backend_buffer_type_t buft) const {
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    if (dev) return dev;
+    return ggml_backend_buft_is_host(buft) ? ggml_backend_get_device(backend_->cpu()) : backend_->device();
+}
+
+bool WeightStore::type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
+                             ggml_backend_buffer_type_t buft) const {
+    if (!known_type(type) || never_a_weight(type)) return false;
+    const ggml_type_traits * tr = ggml_get_type_traits(type);
+    if (ne[0] % tr->blck_size != 0) return false;
+    const bool float_type = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
+    if (opt.role == Role::Float) return type == GGML_TYPE_F32 || tr->to_float != nullptr;
+    if (opt.role == Role::Conv && !float_type) return false;
+    if (opt.role == Role::Rows && type != GGML_TYPE_F32 && !tr->to_float) return false;
+
+    ggml_backend_dev_t dev = device_of(buft);
+    const bool on_cpu = ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+    if (on_cpu && opt.role != Role::Rows && !cpu_can_dot(type)) return false;
+
+    // the real op, on a weight placed in (a zero-size buffer of) buft
+    ggml_init_params params{ggml_tensor_overhead() * 8, nullptr, true};
+    ggml_context * tmp = ggml_init(params);
+    if (!tmp) fail(ErrorKind::Backend, "out of memory checking a weight type");
+    ggml_tensor * w = nullptr;
+    ggml_tensor * op = nullptr;
+    switch (opt.role) {
+        case Role::Matmul: {
+            w = ggml_new_tensor_2d(tmp, type, ne[0], n_dims > 1 ? ne[1] : 1);
+            op = ggml_mul_mat(tmp, w, ggml_new_tensor_2d(tmp, GGML_TYPE_F32, ne[0], 8));
+            break;
+        }
+        case Role::Conv: {  // (K, C_in, C_out) multiplied as (K * C_in, C_out)
+            w = ggml_new_tensor_2d(tmp, type, ne[0] * (n_dims > 1 ? ne[1] : 1), n_dims > 2 ? ne[2] : 1);
+            op = ggml_mul_mat(tmp, w, ggml_new_tensor_2d(tmp, GGML_TYPE_F32, w->ne[0], 8));
+            break;
+        }
+        case Role::MatmulExperts: {  // (n_in, n_out, n_expert), one expert used by one token
+            w = ggml_new_tensor_3d(tmp, type, ne[0], n_dims > 1 ? ne[1] : 1, n_dims > 2 ? ne[2] : 1);
+            ggml_tensor * x = ggml_new_tensor_3d(tmp, GGML_TYPE_F32, ne[0], 1, 1);
+            ggml_tensor * ids = ggml_new_tensor_2d(tmp, GGML_TYPE_I32, 1, 1);
+            op = ggml_mul_mat_id(tmp, w, x, ids);
+            break;
+        }
+        case Role::Rows: {
+            w = ggml_new_tensor_2d(tmp, type, ne[0], n_dims > 1 ? ne[1] : 1);
+            op = ggml_get_rows(tmp, w, ggml_new_tensor_1d(tmp, GGML_TYPE_I32, 1));
+            break;
+        }
+        case Role::Float: break;
+    }
+    ggml_backend_buffer_t dummy = ggml_backend_buft_alloc_buffer(buft, 0);
+    w->buffer = dummy;
+    const bool ok = op && ggml_backend_dev_supports_op(dev, op);
+    w->buffer = nullptr;
+    if (dummy) ggml_backend_buffer_free(dummy);
+    ggml_free(tmp);
+    return ok;
+}
+
+void WeightStore::check_type(const TensorInfo & info, const WeightOptions & opt,
+                             ggml_backend_buffer_type_t buft) const {
+    if (type_suits(info.type, info.ne, info.n_dims, opt, buft)) return;
+    std::string allowed;
+    for (int t = 0; t < GGML_TYPE_COUNT; ++t) {
+        if (!known_type(ggml_type(t)) || !type_suits(ggml_type(t), info.ne, info.n_dims, opt, buft)) continue;
+        if (!allowed.empty()) allowed += ", ";
+        allowed += ggml_type_name(ggml_type(t));
+    }
+    const ggml_backend_dev_t dev = device_of(buft);
+    fail(ErrorKind::ModelLoad,
+         strfmt("%s: tensor '%s' has type %s, which %s cannot use as %s; allowed: %s", file_.path().c_str(),
+                printable(info.name).c_str(), known_type(info.type) ? ggml_type_name(info.type) : "unknown",
+                dev ? ggml_backend_dev_name(dev) : "this device", role_name(opt.role),
+                allowed.empty() ? "none for this shape" : allowed.c_str()));
+}
+
 ggml_tensor * WeightStore::declare(const TensorInfo & info, std::initializer_list<int64_t> ne, WeightOptions opt) {
     if (loaded_) fail(ErrorKind::Generic, "internal: tensor declared after the weights were loaded");
     const int want_dims = int(ne.size());
+    std::vector<int64_t> want(ne);
     bool same = info.n_dims <= want_dims;
+    bool empty = false;
     int d = 0;
     for (int64_t v : ne) {
         same = same && info.ne[d] == v;
+        empty = empty || v <= 0;
         ++d;
     }
-    if (!same) {
-        std::vector<int64_t> want(ne);
+    if (!same || empty) {
         fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has shape %s, expected %s", file_.path().c_str(),
-                                          info.name.c_str(), shape_string(info.n_dims, info.ne).c_str(),
+                                          printable(info.name).c_str(), shape_string(info.n_dims, info.ne).c_str(),
                                           shape_string(want_dims, want.data()).c_str()));
     }
+    // the type must suit the role where the tensor would live without ggml's repacking
+    ggml_backend_buffer_type_t plain =
+        opt.placement == Placement::Host ? ggml_backend_cpu_buffer_type() : backend_->weight_buffer_type();
+    check_type(info, opt, plain);
     const ggml_type type = opt.as_f32 ? GGML_TYPE_F32 : info.type;
-    if (opt.as_f32 && info.type != GGML_TYPE_F32 && !ggml_get_type_traits(info.type)->to_float) {
-        fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has type %s, which cannot be read as F32",
-                                          file_.path().c_str(), info.name.c_str(), ggml_type_name(info.type)));
-    }
     ggml_context * ctx = context_for(choose_buffer_type(info, opt.placement));
-    ggml_tensor * t = ggml_new_tensor(ctx, type, want_dims, std::vector<int64_t>(ne).data());
+    ggml_tensor * t = ggml_new_tensor(ctx, type, want_dims, want.data());
     ggml_set_name(t, info.name.c_str());
     pending_.push_back({t, &info});
     return t;
@@ -89,7 +206,8 @@ ggml_tensor * WeightStore::require(const std::string & name, std::initializer_li
     if (!info) {
         fail(ErrorKind::ModelLoad, strfmt("%s lacks the tensor '%s' (architecture '%s'); the file is incomplete or "
                                           "of another model",
-                                          file_.path().c_str(), name.c_str(), file_.architecture().c_str()));
+                                          file_.path().c_str(), name.c_str(),
+                                          printable(file_.str_or("general.architecture", "")).c_str()));
     }
     return declare(*info, ne, opt);
 }

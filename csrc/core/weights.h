@@ -22,9 +22,28 @@ enum class Placement {
     MatmulWeight,  // the main device; on CPU, a repacked layout where ggml has one
 };
 
+// What the graph does with a tensor, which decides the tensor types it may
+// have. The store checks every declared tensor's type against its role at
+// declaration (ggml_backend_dev_supports_op on the real op, plus the CPU's
+// kernel table on CPU), so a type the op cannot run is refused at load,
+// naming the tensor, its type and the types that would do.
+enum class Role {
+    Matmul,         // the weight of a mul_mat with F32 activations (placement: MatmulWeight)
+    MatmulExperts,  // stacked expert weights of a mul_mat_id (placement: Device)
+    Rows,           // a table gathered with get_rows (placement: Host)
+    Conv,           // a conv kernel multiplied as a matrix: F32 / F16 / BF16 (placement: Device)
+    Float,          // converted to F32 at load: norms, biases, sinks, router, codebooks (placement: Device)
+};
+
 struct WeightOptions {
-    Placement placement = Placement::Device;
-    bool as_f32 = false;  // store as F32 whatever the file type (small 1-D tensors)
+    // the placement and conversion that go with each role
+    WeightOptions(Role r)  // NOLINT: implicit, so store.require(name, shape, Role::Matmul) reads well
+        : role(r),
+          placement(r == Role::Matmul ? Placement::MatmulWeight : r == Role::Rows ? Placement::Host : Placement::Device),
+          as_f32(r == Role::Float) {}
+    Role role;
+    Placement placement;
+    bool as_f32;  // store as F32 whatever the file type
 };
 
 class WeightStore {
@@ -34,11 +53,12 @@ public:
     WeightStore(const WeightStore &) = delete;
     WeightStore & operator=(const WeightStore &) = delete;
 
-    // Declares a tensor; throws ModelLoadError if it is missing or its shape
-    // differs from ne (ggml order, fastest dimension first).
-    ggml_tensor * require(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt = {});
+    // Declares a tensor; throws ModelLoadError if it is missing, if its shape
+    // differs from ne (ggml order, fastest dimension first), or if its type
+    // does not suit its role.
+    ggml_tensor * require(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt);
     // Same, but returns nullptr when the file has no such tensor.
-    ggml_tensor * optional(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt = {});
+    ggml_tensor * optional(const std::string & name, std::initializer_list<int64_t> ne, WeightOptions opt);
     bool file_has(const std::string & name) const { return file_.find_tensor(name) != nullptr; }
     const TensorInfo * file_tensor(const std::string & name) const { return file_.find_tensor(name); }
 
@@ -57,6 +77,11 @@ private:
     ggml_backend_buffer_type_t choose_buffer_type(const TensorInfo & info, Placement p);
     ggml_backend_buffer_t alloc_anonymous(ggml_context * ctx);
     ggml_tensor * declare(const TensorInfo & info, std::initializer_list<int64_t> ne, WeightOptions opt);
+    // whether a tensor of this type and shape suits the role in buffer type buft
+    bool type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
+                    ggml_backend_buffer_type_t buft) const;
+    ggml_backend_dev_t device_of(ggml_backend_buffer_type_t buft) const;
+    void check_type(const TensorInfo & info, const WeightOptions & opt, ggml_backend_buffer_type_t buft) const;
 
     std::shared_ptr<Backend> backend_;
     const GgufFile & file_;

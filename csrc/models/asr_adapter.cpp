@@ -1,5 +1,6 @@
 #include "models/asr_adapter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -35,40 +36,38 @@ AsrAdapterHParams AsrAdapterHParams::from_gguf(const GgufFile & f) {
                     "mimo-asr-*.gguf or `mimo-ggml convert` of the whole checkpoint",
                     path.c_str(), fmt_name(n::kAudioEmbFmt, 0).c_str(), n::kKeyAudioChannels));
     }
+    namespace L = limits;
     AsrAdapterHParams hp;
-    hp.n_channels = f.u32_or(n::kKeyAudioChannels, 8);
-    hp.group_size = f.u32_or(n::kKeyAudioGroupSize, 4);
-    hp.n_layer = f.u32_or(n::kKeyAudioLayers, 6);
-    hp.d = f.u32_or(n::kKeyAudioDim, 1024);
-    hp.n_head = f.u32_or(n::kKeyAudioHeads, 64);
-    hp.head_dim = f.u32_or(n::kKeyAudioHeadDim, uint32_t(hp.n_head > 0 ? hp.d / hp.n_head : 0));
-    hp.n_ff = f.u32_or(n::kKeyAudioFfn, 4096);
-    hp.n_embd = f.u32(n::kKeyLlmHidden);  // not audio.out_hidden_size (spec gguf-compat §1.1)
-    hp.rope_theta = f.f32(n::kKeyLlmRopeTheta);
-    hp.rms_eps = f.f32_or(n::kKeyLlmRmsEps, 1e-6f);
+    hp.n_channels = f.integer_in_or(n::kKeyAudioChannels, 8, 1, 64);
+    hp.group_size = f.integer_in_or(n::kKeyAudioGroupSize, 4, 1, 64);
+    hp.n_layer = f.integer_in_or(n::kKeyAudioLayers, 6, 1, L::kMaxLayers);
+    f.check_blocks(n::kKeyAudioLayers, hp.n_layer, n::kAudioLayerFmt);  // before anything is sized by it
+    hp.d = f.integer_in_or(n::kKeyAudioDim, 1024, 1, L::kMaxWidth);
+    hp.n_head = f.integer_in_or(n::kKeyAudioHeads, 64, 1, L::kMaxHeads);
+    hp.head_dim = f.integer_in_or(n::kKeyAudioHeadDim, std::max<int64_t>(hp.d / hp.n_head, 2), 2, L::kMaxHeadDim);
+    hp.n_ff = f.integer_in_or(n::kKeyAudioFfn, 4096, 1, L::kMaxFfn);
+    hp.n_embd = f.integer_in(n::kKeyLlmHidden, 1, L::kMaxWidth);  // not audio.out_hidden_size (spec gguf-compat §1.1)
+    hp.rope_theta = f.f32_in(n::kKeyLlmRopeTheta, 0.0f, L::kMaxRopeTheta);
+    hp.rms_eps = f.f32_in_or(n::kKeyLlmRmsEps, 1e-6f, 0.0f, L::kMaxNormEps);
     hp.full_attention = f.boolean_or(n::kKeyAudioFullAttention, true);
-
-    if (hp.n_channels < 1 || hp.n_channels > 64 || hp.group_size < 1 || hp.group_size > 64 || hp.n_layer < 0 ||
-        hp.d < 1 || hp.n_head < 1 || hp.head_dim < 2 || hp.head_dim % 2 != 0 || hp.n_ff < 1 || hp.n_embd < 1) {
-        fail(ErrorKind::ModelLoad,
-             strfmt("%s: inconsistent audio-adapter hyper-parameters (channels %lld, group_size %lld, layers %lld, "
-                    "dim %lld, heads %lld, head_dim %lld (must be even), intermediate %lld, LM hidden %lld)",
-                    path.c_str(), (long long) hp.n_channels, (long long) hp.group_size, (long long) hp.n_layer,
-                    (long long) hp.d, (long long) hp.n_head, (long long) hp.head_dim, (long long) hp.n_ff,
-                    (long long) hp.n_embd));
-    }
-    if (!(hp.rope_theta > 0.0f) || !std::isfinite(hp.rope_theta) || !(hp.rms_eps > 0.0f) || !std::isfinite(hp.rms_eps)) {
-        fail(ErrorKind::ModelLoad, strfmt("%s: rope_theta %g and rms_norm_eps %g must be positive", path.c_str(),
-                                          double(hp.rope_theta), double(hp.rms_eps)));
+    if (hp.head_dim % 2 != 0) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: audio-adapter head_dim %lld must be even (RoPE rotates pairs)",
+                                          path.c_str(), (long long) hp.head_dim));
     }
     for (int64_t c = 0; c < hp.n_channels; ++c) {
         // the table's row count when the key is absent; require() then checks the shape
         const TensorInfo * t = f.find_tensor(fmt_name(n::kAudioEmbFmt, c));
-        const int64_t rows = (t && t->n_dims == 2) ? t->ne[1] : 0;
-        const int64_t vocab = f.u32_or(fmt_name(n::kKeySpeechVocabFmt, c), uint32_t(rows));
+        if (!t) {
+            fail(ErrorKind::ModelLoad, strfmt("%s lacks the tensor '%s' (speech embeddings of audio channel %lld of "
+                                              "%lld)",
+                                              path.c_str(), fmt_name(n::kAudioEmbFmt, c).c_str(), (long long) c,
+                                              (long long) hp.n_channels));
+        }
+        const int64_t rows = t->n_dims == 2 ? t->ne[1] : 0;
+        const int64_t vocab = f.integer_in_or(fmt_name(n::kKeySpeechVocabFmt, c), rows, 1, L::kMaxVocab);
         const int64_t fallback = c < 8 ? kSpecEmptyIds[c] : vocab - 1;
         const int64_t empty = f.integer_or(fmt_name(n::kKeySpeechEmptyFmt, c), fallback);
-        if (t && (vocab < 1 || empty < 0 || empty >= vocab)) {
+        if (vocab < 1 || vocab > L::kMaxVocab || empty < 0 || empty >= vocab) {
             fail(ErrorKind::ModelLoad,
                  strfmt("%s: audio channel %lld has speech vocabulary %lld and empty id %lld; the empty id must be "
                         "a row of the table",
@@ -83,13 +82,11 @@ AsrAdapterHParams AsrAdapterHParams::from_gguf(const GgufFile & f) {
 AsrAdapterModel::AsrAdapterModel(const GgufFile & file, WeightStore & store)
     : hp_(AsrAdapterHParams::from_gguf(file)), path_(file.path()) {
     const int64_t d = hp_.d, q_rows = hp_.n_head * hp_.head_dim;
-    const WeightOptions mm{Placement::MatmulWeight, false};
-    const WeightOptions vec{Placement::Device, true};
+    const Role mm = Role::Matmul, vec = Role::Float;
     // row-gathered tables stay in host memory (no get_rows kernel needed on
     // GPUs for quantized types; spec gguf-compat §1.5)
-    const WeightOptions table{Placement::Host, false};
     for (int64_t c = 0; c < hp_.n_channels; ++c) {
-        emb_.push_back(store.require(fmt_name(n::kAudioEmbFmt, c), {d, hp_.speech_vocab[size_t(c)]}, table));
+        emb_.push_back(store.require(fmt_name(n::kAudioEmbFmt, c), {d, hp_.speech_vocab[size_t(c)]}, Role::Rows));
     }
     layers_.resize(size_t(hp_.n_layer));
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
@@ -198,10 +195,8 @@ AsrAdapterGraph AsrAdapterModel::build(ggml_context * ctx, ggml_cgraph * gf, int
         ggml_tensor * q = ggml_reshape_3d(ctx, linear(ctx, h, L.wq, L.bq), hd, nh, N);
         ggml_tensor * k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk, L.bk), hd, nh, N);
         ggml_tensor * v = ggml_reshape_4d(ctx, linear(ctx, h, L.wv, L.bv), hd, nh, S, G);
-        q = ggml_rope_ext(ctx, q, g.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f, 0.0f,
-                          1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, g.positions, nullptr, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f, 0.0f,
-                          1.0f, 0.0f, 0.0f);
+        q = rope_neox(ctx, q, g.positions, hd, hp_.rope_theta);
+        k = rope_neox(ctx, k, g.positions, hd, hp_.rope_theta);
         q = ggml_reshape_4d(ctx, q, hd, nh, S, G);
         k = ggml_reshape_4d(ctx, k, hd, nh, S, G);
         ggml_tensor * attn = group_attention(ctx, q, k, v, g.mask, scale);

@@ -63,40 +63,32 @@ std::vector<float> tokenizer_rope_inv_freq(int64_t head_dim, float theta, bool b
 }
 
 AudioTokenizerHParams AudioTokenizerHParams::from_gguf(const GgufFile & f, int64_t n_codebooks) {
+    namespace L = limits;
     AudioTokenizerHParams hp;
-    hp.d_model = f.u32(n::kKeyDModel);
-    hp.n_layer = f.u32(n::kKeyLayers);
-    hp.n_head = f.u32(n::kKeyHeads);
-    hp.n_ff = f.u32(n::kKeyFfn);
-    hp.n_quantizers = f.u32(n::kKeyNumQuantizers);
-    hp.sample_rate = f.u32_or(n::kKeySampleRate, 24000);
-    hp.hop_length = f.u32_or(n::kKeyHop, 240);
-    hp.stride = f.u32_or(n::kKeyStride, 2);
-    hp.avg_pooler = f.u32_or(n::kKeyAvgPooler, 2);
-    hp.kernel_size = f.u32_or(n::kKeyKernel, 3);
-    hp.n_mels = f.u32_or(n::kKeyNMels, 128);
-    hp.skip_layer = f.u32_or(n::kKeySkipLayer, 3);
-    hp.rope_theta = f.f32_or(n::kKeyRopeTheta, 10000.0f);
-    hp.ln_eps = f.f32_or(n::kKeyLnEps, 1e-5f);
+    hp.d_model = f.integer_in(n::kKeyDModel, 1, L::kMaxWidth);
+    hp.n_layer = f.integer_in(n::kKeyLayers, 1, L::kMaxLayers);
+    f.check_blocks(n::kKeyLayers, hp.n_layer, n::kLayerFmt);  // before anything is sized by it
+    hp.n_head = f.integer_in(n::kKeyHeads, 1, L::kMaxHeads);
+    hp.n_ff = f.integer_in(n::kKeyFfn, 1, L::kMaxFfn);
+    hp.n_quantizers = f.integer_in(n::kKeyNumQuantizers, 1, 1024);
+    hp.sample_rate = f.integer_in_or(n::kKeySampleRate, 24000, 1, 1 << 20);
+    hp.hop_length = f.integer_in_or(n::kKeyHop, 240, 1, 1 << 20);
+    hp.stride = f.integer_in_or(n::kKeyStride, 2, 1, 16);
+    hp.avg_pooler = f.integer_in_or(n::kKeyAvgPooler, 2, 1, 16);
+    hp.kernel_size = f.integer_in_or(n::kKeyKernel, 3, 1, 1 << 10);
+    hp.n_mels = f.integer_in_or(n::kKeyNMels, 128, 1, 1 << 10);
+    hp.skip_layer = f.integer_in_or(n::kKeySkipLayer, 3, 0, hp.n_layer);
+    hp.rope_theta = f.f32_in_or(n::kKeyRopeTheta, 10000.0f, 0.0f, L::kMaxRopeTheta);
+    hp.ln_eps = f.f32_in_or(n::kKeyLnEps, 1e-5f, 0.0f, L::kMaxNormEps);
     const std::string & path = f.path();
 
-    if (hp.d_model <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_ff <= 0 || hp.d_model % hp.n_head != 0 ||
-        (hp.d_model / hp.n_head) % 2 != 0) {
+    if (hp.d_model % hp.n_head != 0 || (hp.d_model / hp.n_head) % 2 != 0) {
         fail(ErrorKind::ModelLoad,
-             strfmt("%s: inconsistent tokenizer hyper-parameters (d_model %lld, layers %lld, heads %lld, ffn %lld); "
-                    "d_model must split into heads of an even size",
-                    path.c_str(), (long long) hp.d_model, (long long) hp.n_layer, (long long) hp.n_head,
-                    (long long) hp.n_ff));
+             strfmt("%s: inconsistent tokenizer hyper-parameters (d_model %lld, heads %lld); d_model must split "
+                    "into heads of an even size",
+                    path.c_str(), (long long) hp.d_model, (long long) hp.n_head));
     }
     hp.head_dim = hp.d_model / hp.n_head;
-    if (hp.skip_layer < 0 || hp.skip_layer > hp.n_layer) {
-        fail(ErrorKind::ModelLoad, strfmt("%s: encoder_skip_layer_id %lld is outside 0..%lld", path.c_str(),
-                                          (long long) hp.skip_layer, (long long) hp.n_layer));
-    }
-    if (!(hp.rope_theta > 0.0f) || !std::isfinite(hp.rope_theta) || !(hp.ln_eps > 0.0f) || !std::isfinite(hp.ln_eps)) {
-        fail(ErrorKind::ModelLoad, strfmt("%s: rope_theta %g and layer_norm_eps %g must be positive", path.c_str(),
-                                          double(hp.rope_theta), double(hp.ln_eps)));
-    }
     // what the Python front-end (24 kHz, 960/240 STFT, 128 mels) and the
     // fixed conv padding of upstream can feed
     auto unsupported = [&](const char * what, long long got, long long want) {
@@ -120,11 +112,13 @@ AudioTokenizerHParams AudioTokenizerHParams::from_gguf(const GgufFile & f, int64
     for (int64_t s = 0; s < n_codebooks; ++s) {
         const TensorInfo * t = f.find_tensor(fmt_name(n::kCodebookFmt, s));
         const int64_t from_tensor = (t && t->n_dims == 2) ? t->ne[1] : 0;
-        const int64_t k = f.u32_or(fmt_name(n::kKeyCodebookSizeFmt, s), uint32_t(from_tensor));
-        if (k <= 0 && t) {
-            fail(ErrorKind::ModelLoad, strfmt("%s: codebook %lld has no usable size", path.c_str(), (long long) s));
+        // 0 when the tensor is missing: require() names it
+        const int64_t k = t ? f.integer_in_or(fmt_name(n::kKeyCodebookSizeFmt, s), from_tensor, 1, L::kMaxVocab) : 0;
+        if (t && (k < 1 || k > L::kMaxVocab)) {
+            fail(ErrorKind::ModelLoad, strfmt("%s: codebook %lld has no usable size (%lld rows)", path.c_str(),
+                                              (long long) s, (long long) k));
         }
-        hp.codebook_sizes.push_back(k);  // 0 when the tensor is missing: require() names it
+        hp.codebook_sizes.push_back(k);
     }
     return hp;
 }
@@ -132,17 +126,9 @@ AudioTokenizerHParams AudioTokenizerHParams::from_gguf(const GgufFile & f, int64
 AudioTokenizerModel::AudioTokenizerModel(const GgufFile & file, WeightStore & store, const AudioTokenizerOptions & opt)
     : hp_(AudioTokenizerHParams::from_gguf(file, opt.n_codebooks)), opt_(opt) {
     const int64_t d = hp_.d_model, ff = hp_.n_ff, k = hp_.kernel_size;
-    const WeightOptions mm{Placement::MatmulWeight, false};
-    const WeightOptions conv{Placement::Device, false};
-    const WeightOptions vec{Placement::Device, true};
-    // conv kernels are multiplied as (K·C_in, C_out) matrices: float types only
-    for (const char * name : {n::kConv1W, n::kConv2W, n::kDownW}) {
-        const TensorInfo * t = store.file_tensor(name);
-        if (t && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_BF16) {
-            fail(ErrorKind::ModelLoad, strfmt("%s: conv kernel '%s' has type %s; only F16, BF16 or F32 is supported",
-                                              file.path().c_str(), name, ggml_type_name(t->type)));
-        }
-    }
+    const Role mm = Role::Matmul, vec = Role::Float;
+    // conv kernels are multiplied as (K·C_in, C_out) matrices: float types only (Role::Conv)
+    const Role conv = Role::Conv;
     conv1_w_ = store.require(n::kConv1W, {k, hp_.n_mels, d}, conv);
     conv1_b_ = store.require(n::kConv1B, {d}, vec);
     conv2_w_ = store.require(n::kConv2W, {k, d, d}, conv);
@@ -176,7 +162,7 @@ AudioTokenizerModel::AudioTokenizerModel(const GgufFile & file, WeightStore & st
     }
     // centroids in F32 whatever the file stores (F16 in CrispASR's files):
     // the distances and the residual are computed in float32 (spec §6)
-    const WeightOptions cb{Placement::Device, true};
+    const Role cb = Role::Float;
     for (int64_t s = 0; s < opt_.n_codebooks; ++s) {
         codebooks_.push_back(store.require(fmt_name(n::kCodebookFmt, s), {d, hp_.codebook_sizes[size_t(s)]}, cb));
     }
@@ -280,10 +266,8 @@ AudioEncoderGraph AudioTokenizerModel::build_encoder(ggml_context * ctx, ggml_cg
         ggml_tensor * k = ggml_reshape_3d(ctx, linear(ctx, h, L.wk), hd, nh, T);
         ggml_tensor * v = ggml_reshape_3d(ctx, linear(ctx, h, L.wv, L.bv), hd, nh, T);
         // NeoX ("rotate-half") pairing over all head dims
-        q = ggml_rope_ext(ctx, q, g.positions, rope_factors_, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, g.positions, rope_factors_, int(hd), GGML_ROPE_TYPE_NEOX, 0, hp_.rope_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
+        q = rope_neox(ctx, q, g.positions, hd, hp_.rope_theta, rope_factors_);
+        k = rope_neox(ctx, k, g.positions, hd, hp_.rope_theta, rope_factors_);
         // full bidirectional attention within the chunk: no mask. K and V are copied head-major first
         // (an exact copy): ggml's tiled CPU flash attention is several times faster on contiguous heads
         // than on strided views, which makes the whole encoder ~20% faster on 30 s chunks

@@ -14,28 +14,26 @@ namespace n = names::mimo2;
 
 namespace {
 
-bool is_array(const GgufFile & f, const char * key) {
-    try {
-        (void) f.array_size(key);
-        return true;
-    } catch (const Error &) {
-        return false;
-    }
-}
-
 // A per-layer value stored either as an array (one entry per block, MTP
-// blocks included) or as a scalar that holds for every layer.
-std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_layer, int64_t n_block) {
+// blocks included) or as a scalar that holds for every layer; each entry in [lo, hi].
+std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_layer, int64_t n_block, int64_t lo,
+                               int64_t hi) {
     std::vector<int64_t> out;
-    if (f.has_key(key) && is_array(f, key)) {
+    if (f.is_array(key)) {
         out = f.int_array(key);
         if (int64_t(out.size()) != n_block && int64_t(out.size()) != n_layer) {
             fail(ErrorKind::ModelLoad, strfmt("%s: metadata key '%s' has %zu entries for %lld blocks", f.path().c_str(),
                                               key, out.size(), (long long) n_block));
         }
         out.resize(size_t(n_layer));
+        for (size_t i = 0; i < out.size(); ++i) {
+            if (out[i] < lo || out[i] > hi) {
+                f.fail_key(key, strfmt("entry %zu = %lld is out of range; it must be in [%lld, %lld]", i,
+                                       (long long) out[i], (long long) lo, (long long) hi));
+            }
+        }
     } else {
-        out.assign(size_t(n_layer), f.integer(key));
+        out.assign(size_t(n_layer), f.integer_in(key, lo, hi));
     }
     return out;
 }
@@ -43,78 +41,75 @@ std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_l
 }  // namespace
 
 Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
+    namespace L = limits;
     const std::string & path = f.path();
     Mimo2HParams hp;
-    const int64_t n_block = f.u32(n::kKeyBlockCount);
-    const int64_t n_nextn = f.u32_or(n::kKeyNextnLayers, 0);
-    if (n_block <= 0 || n_nextn >= n_block) {
-        fail(ErrorKind::ModelLoad, strfmt("%s: block_count %lld with %lld MTP blocks leaves no decoder layer",
-                                          path.c_str(), (long long) n_block, (long long) n_nextn));
-    }
+    const int64_t n_block = f.integer_in(n::kKeyBlockCount, 1, L::kMaxLayers);
+    const int64_t n_nextn = f.integer_in_or(n::kKeyNextnLayers, 0, 0, n_block - 1);
     hp.n_layer = n_block - n_nextn;
-    hp.n_embd = f.u32(n::kKeyEmbd);
-    hp.n_ff = f.u32_or(n::kKeyFf, 0);
-    hp.n_ctx_train = f.u32_or(n::kKeyContextLength, 0);
-    hp.head_dim_k = f.u32_or(n::kKeyKeyLength, 192);
-    hp.head_dim_v = f.u32_or(n::kKeyValueLength, 128);
-    hp.n_rot = f.u32_or(n::kKeyRopeDims, 64);
+    f.check_blocks(n::kKeyBlockCount, hp.n_layer, n::kLayerFmt);  // before anything is sized by it
+    hp.n_embd = f.integer_in(n::kKeyEmbd, 1, L::kMaxWidth);
+    hp.n_ff = f.integer_in_or(n::kKeyFf, 0, 0, L::kMaxFfn);  // 0: from the tensors
+    hp.n_ctx_train = f.integer_in_or(n::kKeyContextLength, 0, 0, L::kMaxContext);
+    hp.head_dim_k = f.integer_in_or(n::kKeyKeyLength, 192, 1, L::kMaxHeadDim);
+    hp.head_dim_v = f.integer_in_or(n::kKeyValueLength, 128, 1, L::kMaxHeadDim);
+    hp.n_rot = f.integer_in_or(n::kKeyRopeDims, 64, 2, hp.head_dim_k);
 
-    hp.n_head = per_layer(f, n::kKeyHeads, hp.n_layer, n_block);
-    hp.n_head_kv = f.has_key(n::kKeyHeadsKv) ? per_layer(f, n::kKeyHeadsKv, hp.n_layer, n_block) : hp.n_head;
-    if (!f.has_key(n::kKeySwaPattern) || !is_array(f, n::kKeySwaPattern)) {
+    hp.n_head = per_layer(f, n::kKeyHeads, hp.n_layer, n_block, 1, L::kMaxHeads);
+    hp.n_head_kv = f.has_key(n::kKeyHeadsKv) ? per_layer(f, n::kKeyHeadsKv, hp.n_layer, n_block, 1, L::kMaxHeads)
+                                             : hp.n_head;
+    if (!f.is_array(n::kKeySwaPattern)) {
         fail(ErrorKind::ModelLoad, strfmt("%s lacks the per-layer array '%s' (1 = sliding-window layer) that every "
-                                          "mimo2 file carries",
-                                          path.c_str(), n::kKeySwaPattern));
+                                          "mimo2 file carries%s",
+                                          path.c_str(), n::kKeySwaPattern,
+                                          f.has_key(n::kKeySwaPattern)
+                                              ? strfmt(" (it has one of type %s)",
+                                                       f.type_description(n::kKeySwaPattern).c_str()).c_str()
+                                              : ""));
     }
-    const std::vector<int64_t> pattern = per_layer(f, n::kKeySwaPattern, hp.n_layer, n_block);
+    const std::vector<int64_t> pattern = per_layer(f, n::kKeySwaPattern, hp.n_layer, n_block, 0, 1);
     for (int64_t v : pattern) hp.swa.push_back(v != 0 ? 1 : 0);
 
-    hp.rope_base = f.f32(n::kKeyRopeBase);
-    hp.rope_base_swa = f.f32_or(n::kKeyRopeBaseSwa, hp.rope_base);
-    hp.rms_eps = f.f32_or(n::kKeyRmsEps, 1e-5f);
-    hp.value_scale = f.f32_or(n::kKeyValueScale, 1.0f);
+    hp.rope_base = f.f32_in(n::kKeyRopeBase, 0.0f, L::kMaxRopeTheta);
+    hp.rope_base_swa = f.f32_in_or(n::kKeyRopeBaseSwa, hp.rope_base, 0.0f, L::kMaxRopeTheta);
+    hp.rms_eps = f.f32_in_or(n::kKeyRmsEps, 1e-5f, 0.0f, L::kMaxNormEps);
+    hp.value_scale = f.f32_in_or(n::kKeyValueScale, 1.0f, -1e6f, 1e6f, false);
 
-    hp.n_expert = f.u32_or(n::kKeyExperts, 0);
-    hp.n_expert_used = f.u32_or(n::kKeyExpertsUsed, 0);
-    hp.n_ff_exp = f.u32_or(n::kKeyExpertFf, 0);
+    hp.n_expert = f.integer_in_or(n::kKeyExperts, 0, 0, L::kMaxExperts);
+    hp.n_expert_used = f.integer_in_or(n::kKeyExpertsUsed, 0, 0, L::kMaxExperts);
+    hp.n_ff_exp = f.integer_in_or(n::kKeyExpertFf, 0, 0, L::kMaxFfn);
     if (f.has_key(n::kKeyExpertGating) && f.integer(n::kKeyExpertGating) != n::kGatingSigmoid) {
         fail(ErrorKind::UnsupportedModel,
              strfmt("%s: expert_gating_func %lld is not supported; MiMo-V2 routes with sigmoid (%d)", path.c_str(),
                     (long long) f.integer(n::kKeyExpertGating), n::kGatingSigmoid));
     }
     hp.expert_weights_norm = f.boolean_or(n::kKeyExpertNorm, true);
-    hp.expert_weights_scale = f.f32_or(n::kKeyExpertScale, 1.0f);
+    hp.expert_weights_scale = f.f32_in_or(n::kKeyExpertScale, 1.0f, 0.0f, 1e6f, false);
     if (!(hp.expert_weights_scale > 0.0f)) hp.expert_weights_scale = 1.0f;  // 0 / absent in llama.cpp = unset
 
-    hp.sliding_window = f.u32_or(n::kKeySlidingWindow, 128);
-    hp.window_keys = f.u32_or(n::kKeyWindowKeys, 129);
-    hp.leading_dense = f.has_key(n::kKeyLeadingDense) ? int64_t(f.u32(n::kKeyLeadingDense)) : -1;
+    hp.sliding_window = f.integer_in_or(n::kKeySlidingWindow, 128, 0, L::kMaxContext);
+    hp.window_keys = f.integer_in_or(n::kKeyWindowKeys, 129, 1, L::kMaxContext);
+    hp.leading_dense = f.has_key(n::kKeyLeadingDense) ? f.integer_in(n::kKeyLeadingDense, 0, hp.n_layer) : -1;
     hp.swa_sinks = f.has_key(n::kKeySwaSinks) ? int(f.boolean_or(n::kKeySwaSinks, false)) : -1;
     hp.full_sinks = f.has_key(n::kKeyFullSinks) ? int(f.boolean_or(n::kKeyFullSinks, false)) : -1;
-    hp.eos_token_id = f.integer_or(n::kKeyEos, -1);
+    hp.eos_token_id = f.integer_in_or(n::kKeyEos, -1, -1, L::kMaxVocab - 1);
 
     // consistency: everything the graph relies on, checked before any tensor is declared
     auto bad = [&](const std::string & what) {
         fail(ErrorKind::ModelLoad, strfmt("%s: inconsistent mimo2 hyper-parameters: %s", path.c_str(), what.c_str()));
     };
-    if (hp.n_embd <= 0) bad("embedding_length must be positive");
-    if (hp.head_dim_k <= 0 || hp.head_dim_v <= 0) bad("key_length / value_length must be positive");
-    if (hp.n_rot <= 0 || hp.n_rot % 2 != 0 || hp.n_rot > hp.head_dim_k) {
+    if (hp.n_rot % 2 != 0) {
         bad(strfmt("rope.dimension_count %lld must be even and at most key_length %lld", (long long) hp.n_rot,
                    (long long) hp.head_dim_k));
     }
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const int64_t nh = hp.n_head[size_t(il)], nkv = hp.n_head_kv[size_t(il)];
-        if (nh <= 0 || nkv <= 0 || nh % nkv != 0) {
+        if (nh % nkv != 0) {
             bad(strfmt("layer %lld has %lld query heads and %lld KV heads (need a positive multiple)", (long long) il,
                        (long long) nh, (long long) nkv));
         }
     }
-    if (!(hp.rope_base > 0.0f) || !(hp.rope_base_swa > 0.0f)) bad("rope.freq_base must be positive");
-    if (!(hp.rms_eps > 0.0f)) bad("layer_norm_rms_epsilon must be positive");
-    if (!std::isfinite(hp.value_scale) || hp.value_scale == 0.0f) bad("attention.value_scale must be finite and non-zero");
-    if (hp.window_keys < 1) bad("attention.sliding_window_keys must be at least 1");
-    if (hp.leading_dense > hp.n_layer) bad("leading_dense_block_count exceeds block_count");
+    if (hp.value_scale == 0.0f) bad("attention.value_scale must be finite and non-zero");
     return hp;
 }
 
@@ -132,16 +127,26 @@ bool Mimo2HParams::any_full() const {
 
 Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HParams::from_gguf(file)) {
     const int64_t d = hp_.n_embd;
-    const WeightOptions mm{Placement::MatmulWeight, false};
-    const WeightOptions vec{Placement::Device, true};
+    const Role mm = Role::Matmul, vec = Role::Float;
     const TensorInfo * emb = file.find_tensor(n::kEmbed);
     if (!emb || emb->n_dims != 2 || emb->ne[0] != d) {
         fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' is missing or is not (%lld, n_vocab)", file.path().c_str(),
                                           n::kEmbed, (long long) d));
     }
     hp_.n_vocab = emb->ne[1];
+    if (hp_.n_vocab < 1 || hp_.n_vocab > limits::kMaxVocab) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has %lld rows; a vocabulary of 1..%lld ids is expected",
+                                          file.path().c_str(), n::kEmbed, (long long) hp_.n_vocab,
+                                          (long long) limits::kMaxVocab));
+    }
+    file.check_vocabulary(hp_.n_vocab);
+    if (hp_.eos_token_id >= hp_.n_vocab) {
+        fail(ErrorKind::ModelLoad, strfmt("%s: metadata key '%s' = %lld is outside the vocabulary of %lld ids",
+                                          file.path().c_str(), n::kKeyEos, (long long) hp_.eos_token_id,
+                                          (long long) hp_.n_vocab));
+    }
     // row-gathered: host memory, so GPU runs need no get_rows kernel for quantized tables
-    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, {Placement::Host, false});
+    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, Role::Rows);
     output_norm_ = store.require(n::kOutputNorm, {d}, vec);
     // MiMo's head is untied; a tied export (no output.weight) reuses the embedding rows
     output_ = store.optional(n::kOutput, {d, hp_.n_vocab}, mm);
@@ -182,7 +187,7 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HP
             L.router = store.require(p + n::kRouter, {d, E}, vec);
             L.router_bias = store.optional(p + n::kRouterBias, {E}, vec);
             // stacked experts: plain device buffers (ggml's CPU repacking is for 2-D matmuls)
-            const WeightOptions exps{Placement::Device, false};
+            const Role exps = Role::MatmulExperts;
             L.gate_exps = store.require(p + n::kGateExps, {d, I, E}, exps);
             L.up_exps = store.require(p + n::kUpExps, {d, I, E}, exps);
             L.down_exps = store.require(p + n::kDownExps, {I, d, E}, exps);
@@ -191,6 +196,11 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HP
             if (ff <= 0) {  // feed_forward_length absent: take it from the tensor
                 const TensorInfo * t = store.file_tensor(p + n::kGate);
                 ff = t && t->n_dims == 2 ? t->ne[1] : 0;
+                if (t && (ff < 1 || ff > limits::kMaxFfn)) {
+                    fail(ErrorKind::ModelLoad, strfmt("%s: tensor '%s' has %lld rows; 1..%lld expected",
+                                                      file.path().c_str(), (p + n::kGate).c_str(), (long long) ff,
+                                                      (long long) limits::kMaxFfn));
+                }
             }
             L.gate = store.require(p + n::kGate, {d, ff}, mm);
             L.up = store.require(p + n::kUp, {d, ff}, mm);

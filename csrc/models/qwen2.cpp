@@ -11,35 +11,37 @@ namespace mimo {
 namespace n = names::asr;
 
 Qwen2HParams Qwen2HParams::from_gguf(const GgufFile & f, const std::string & p) {
+    namespace L = limits;
     Qwen2HParams hp;
-    hp.n_embd = f.u32(p + "hidden_size");
-    hp.n_layer = f.u32(p + "num_layers");
-    hp.n_head = f.u32(p + "num_heads");
-    hp.n_head_kv = f.u32(p + "num_kv_heads");
-    hp.n_ff = f.u32(p + "intermediate_size");
-    hp.n_vocab = f.u32(p + "vocab_size");
-    hp.n_ctx_train = f.u32_or(p + "max_position_embeddings", 8192);
-    hp.rope_theta = f.f32(p + "rope_theta");
-    hp.rms_eps = f.f32_or(p + "rms_norm_eps", 1e-6f);
-    if (hp.n_embd <= 0 || hp.n_layer <= 0 || hp.n_head <= 0 || hp.n_head_kv <= 0 || hp.n_vocab <= 0 ||
-        hp.n_embd % hp.n_head != 0 || hp.n_head % hp.n_head_kv != 0) {
+    hp.n_embd = f.integer_in(p + "hidden_size", 1, L::kMaxWidth);
+    hp.n_layer = f.integer_in(p + "num_layers", 1, L::kMaxLayers);
+    f.check_blocks(p + "num_layers", hp.n_layer, n::kLayerFmt);  // before anything is sized by it
+    hp.n_head = f.integer_in(p + "num_heads", 1, L::kMaxHeads);
+    hp.n_head_kv = f.integer_in(p + "num_kv_heads", 1, L::kMaxHeads);
+    hp.n_ff = f.integer_in(p + "intermediate_size", 1, L::kMaxFfn);
+    hp.n_vocab = f.integer_in(p + "vocab_size", 1, L::kMaxVocab);
+    f.check_vocabulary(hp.n_vocab);
+    hp.n_ctx_train = f.integer_in_or(p + "max_position_embeddings", 8192, 1, L::kMaxContext);
+    hp.rope_theta = f.f32_in(p + "rope_theta", 0.0f, L::kMaxRopeTheta);
+    hp.rms_eps = f.f32_in_or(p + "rms_norm_eps", 1e-6f, 0.0f, L::kMaxNormEps);
+    if (hp.n_embd % hp.n_head != 0 || hp.n_head % hp.n_head_kv != 0) {
         fail(ErrorKind::ModelLoad,
-             strfmt("%s: inconsistent LM hyper-parameters (hidden %lld, heads %lld, kv heads %lld, vocab %lld)",
-                    f.path().c_str(), (long long) hp.n_embd, (long long) hp.n_head, (long long) hp.n_head_kv,
-                    (long long) hp.n_vocab));
+             strfmt("%s: inconsistent LM hyper-parameters (hidden %lld, heads %lld, kv heads %lld): the hidden size "
+                    "must split into the heads and the heads into KV groups",
+                    f.path().c_str(), (long long) hp.n_embd, (long long) hp.n_head, (long long) hp.n_head_kv));
     }
-    hp.head_dim = f.u32_or(p + "head_dim", uint32_t(hp.n_embd / hp.n_head));
+    hp.head_dim = f.integer_in_or(p + "head_dim", hp.n_embd / hp.n_head, 2, L::kMaxHeadDim);
+    if (hp.head_dim % 2 != 0) f.fail_key(p + "head_dim", strfmt("= %lld must be even (RoPE rotates pairs)", (long long) hp.head_dim));
     return hp;
 }
 
 Qwen2Model::Qwen2Model(const GgufFile & file, WeightStore & store, const std::string & key_prefix)
     : hp_(Qwen2HParams::from_gguf(file, key_prefix)) {
     const int64_t d = hp_.n_embd, q_rows = hp_.n_head * hp_.head_dim, kv_rows = hp_.n_head_kv * hp_.head_dim;
-    const WeightOptions mm{Placement::MatmulWeight, false};
-    const WeightOptions vec{Placement::Device, true};
+    const Role mm = Role::Matmul, vec = Role::Float;
     // The embedding table is row-gathered: keep it in host memory so GPU
     // runs need no get_rows kernel for quantized types.
-    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, {Placement::Host, false});
+    tok_embd_ = store.require(n::kEmbed, {d, hp_.n_vocab}, Role::Rows);
     final_norm_ = store.require(n::kFinalNorm, {d}, vec);
     lm_head_ = store.require(n::kLmHead, {d, hp_.n_vocab}, mm);
     layers_.resize(size_t(hp_.n_layer));

@@ -96,6 +96,11 @@ struct AsrClipStages {
 // Called between pipeline stages (token < 0) and after every sampled token;
 // returning false cancels (GenerationCancelled). May throw to abort.
 using AsrProgress = std::function<bool(int32_t token)>;
+// The same for batched transcription, naming the clip (its index in the request list).
+using AsrBatchProgress = std::function<bool(int64_t clip, int32_t token)>;
+struct AsrClipResult;
+// Called as each clip of a batch finishes (in finishing order).
+using AsrClipDone = std::function<void(int64_t clip, const AsrClipResult & result)>;
 
 class AsrSession {
 public:
@@ -103,6 +108,14 @@ public:
 
     AsrClipResult transcribe(const AsrClipRequest & request, const AsrProgress & progress = nullptr);
     AsrClipStages stages(const AsrClipRequest & request);
+    // Several clips decoded together: up to batch_size sequences share every
+    // LM step (each with n_ctx_seq positions), prompts of newly admitted
+    // clips are prefilled in one graph, and a finished clip's place goes to
+    // the next waiting one (continuous batching). Results in request order;
+    // each clip's phase times are its share of the batch's.
+    std::vector<AsrClipResult> transcribe_batch(const std::vector<AsrClipRequest> & requests, int64_t batch_size,
+                                                int64_t n_ctx_seq, const AsrBatchProgress & progress = nullptr,
+                                                const AsrClipDone & done = nullptr);
 
     const AsrModel & model() const { return *model_; }
     const DecodeSession & lm() const { return lm_; }
@@ -111,11 +124,15 @@ private:
     // codes of the chunks, padded to whole groups by repeating the last frame (spec asr §7)
     std::vector<int32_t> encode(const std::vector<MelChunk> & mels, int64_t & n_frames, const AsrProgress & progress);
     std::vector<int32_t> prompt_rows(const AsrClipRequest & request, int64_t n_groups) const;
+    // codes and adapter features of a clip, with its result's codes and sizes filled in
+    AsrAdapterResult encode_clip(const AsrClipRequest & request, AsrClipResult & out, const AsrProgress & progress);
+    GenerationOptions generation_for(const AsrClipRequest & request, const AsrClipResult & clip, int64_t n_ctx) const;
 
     std::shared_ptr<const AsrModel> model_;
     AudioTokenizerSession tokenizer_;
     AsrAdapterSession adapter_;
     DecodeSession lm_;
+    std::unique_ptr<DecodeSession> batch_lm_;  // made on first batched use, grown when a batch needs more
 };
 
 }  // namespace mimo

@@ -24,8 +24,10 @@ float token_logprob(const float * logits, int64_t n_vocab, int32_t id) {
     return float(double(logits[id] - mx) - std::log(sum));
 }
 
-TokenGenerator::TokenGenerator(DecodeSession & session, std::vector<float> logits, GenerationOptions options)
-    : session_(session), logits_(std::move(logits)), options_(std::move(options)), sampler_(options_.sampler) {
+TokenGenerator::TokenGenerator(DecodeSession & session, std::vector<float> logits, GenerationOptions options,
+                               int64_t seq)
+    : session_(session), logits_(std::move(logits)), options_(std::move(options)), sampler_(options_.sampler),
+      seq_(seq) {
     const int64_t n_vocab = session_.model().n_vocab();
     if (int64_t(logits_.size()) != n_vocab) fail(ErrorKind::Generic, "internal: generator needs one logits row");
     if (options_.max_tokens < 0) {
@@ -44,17 +46,54 @@ TokenGenerator::TokenGenerator(DecodeSession & session, std::vector<float> logit
     if (options_.max_tokens == 0) finish_ = FinishReason::Length;
 }
 
+bool TokenGenerator::needs_feed() {
+    if (finished() || !pending_) return false;
+    if (session_.n_past(seq_) >= session_.n_ctx()) {  // no room to feed it back
+        finish_ = FinishReason::Length;
+        pending_.reset();
+        return false;
+    }
+    return true;
+}
+
 std::optional<GeneratedToken> TokenGenerator::next() {
-    if (finished()) return std::nullopt;
-    if (pending_) {
-        if (session_.n_past() >= session_.n_ctx()) {  // no room to feed it back
-            finish_ = FinishReason::Length;
-            return std::nullopt;
-        }
+    if (needs_feed()) {
         const int32_t id = *pending_;
         pending_.reset();
         logits_ = session_.eval_tokens(&id, 1);
     }
+    return sample();
+}
+
+std::vector<std::optional<GeneratedToken>> TokenGenerator::next_together(
+    DecodeSession & session, const std::vector<TokenGenerator *> & generators) {
+    std::vector<SeqRows> parts;
+    std::vector<TokenGenerator *> fed;
+    std::vector<int32_t> ids(generators.size());
+    for (size_t i = 0; i < generators.size(); ++i) {
+        TokenGenerator * g = generators[i];
+        if (&g->session_ != &session) fail(ErrorKind::Generic, "internal: generators of another session");
+        if (!g->needs_feed()) continue;
+        ids[i] = *g->pending_;
+        g->pending_.reset();
+        SeqRows p;
+        p.seq = g->seq_;
+        p.rows.tokens = &ids[i];
+        p.n = 1;
+        parts.push_back(p);
+        fed.push_back(g);
+    }
+    if (!parts.empty()) {
+        std::vector<std::vector<float>> logits = session.eval_batch(parts);
+        for (size_t k = 0; k < fed.size(); ++k) fed[k]->logits_ = std::move(logits[k]);
+    }
+    std::vector<std::optional<GeneratedToken>> out;
+    for (TokenGenerator * g : generators) out.push_back(g->sample());
+    return out;
+}
+
+std::optional<GeneratedToken> TokenGenerator::sample() {
+    if (finished()) return std::nullopt;
     const int64_t n_vocab = session_.model().n_vocab();
     GeneratedToken t;
     t.id = sampler_.sample(logits_.data(), n_vocab, options_.banned);

@@ -32,9 +32,9 @@ const char * finish_reason_name(FinishReason r);  // "stop", "length", "" while 
 
 class TokenGenerator {
 public:
-    // Starts from the next-token logits of what the session already holds
-    // (the prompt's last row).
-    TokenGenerator(DecodeSession & session, std::vector<float> logits, GenerationOptions options);
+    // Starts from the next-token logits of what sequence `seq` of the
+    // session already holds (the prompt's last row).
+    TokenGenerator(DecodeSession & session, std::vector<float> logits, GenerationOptions options, int64_t seq = 0);
 
     // The next token, or nothing once finished. The token sampled last is
     // fed to the session lazily, at the start of the next call, so a caller
@@ -43,12 +43,24 @@ public:
     FinishReason finish_reason() const { return finish_; }
     bool finished() const { return finish_ != FinishReason::None; }
     int64_t n_generated() const { return n_generated_; }
+    int64_t seq() const { return seq_; }
+
+    // Advances several generators of one session by a token each, feeding
+    // their sampled tokens back in one graph (batched decoding); the result
+    // of generator i (nothing once it is finished) is at index i. Equal, per
+    // generator, to calling next() on each.
+    static std::vector<std::optional<GeneratedToken>> next_together(DecodeSession & session,
+                                                                    const std::vector<TokenGenerator *> & generators);
 
 private:
+    bool needs_feed();                 // a pending token to feed; finishes the run when there is no room
+    std::optional<GeneratedToken> sample();  // from fresh logits
+
     DecodeSession & session_;
     std::vector<float> logits_;
     GenerationOptions options_;
     Sampler sampler_;
+    int64_t seq_ = 0;
     FinishReason finish_ = FinishReason::None;
     int64_t n_generated_ = 0;
     std::optional<int32_t> pending_;  // sampled, not yet in the context

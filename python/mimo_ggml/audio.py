@@ -5,7 +5,13 @@ log-mel matrix the audio-tokenizer encoder consumes (spec/asr.md §2–§4, §13
 
 - :func:`load_audio` decodes files, bytes, file objects and arrays to one
   mono float32 waveform at 24 kHz (channels averaged, integer PCM scaled by
-  2^(bits-1), resampled once, straight from the source rate);
+  2^(bits-1), resampled once, straight from the source rate); libsndfile
+  decodes WAV/FLAC/OGG/MP3, PyAV (FFmpeg) whatever else (m4a, mp4, webm,
+  aac, ...). Inputs that would become resource bombs are refused before
+  they cost anything: rates below :data:`MIN_SAMPLE_RATE`, audio longer than
+  ``max_duration_s`` (default :data:`DEFAULT_MAX_DURATION_S`), and FIFOs,
+  devices and sockets unless ``allow_special_files=True`` (then read with an
+  inactivity timeout and a size cap);
 - :func:`resample` is torchaudio's ``sinc_interp_hann`` resampler (width 6,
   rolloff 0.99), done as a block-wise polyphase strided correlation;
 - :func:`tokenizer_chunks` / :func:`pad_chunk` cut the waveform into the
@@ -15,7 +21,8 @@ log-mel matrix the audio-tokenizer encoder consumes (spec/asr.md §2–§4, §13
 - :func:`split_on_pauses` cuts long audio into ≤ 60 s clips at quiet places
   (an application-level choice, applied before the 30 s chunking).
 
-Only numpy and soundfile are needed (both runtime dependencies).
+Runtime dependencies: numpy, soundfile, and PyAV (``av``) for the formats
+libsndfile lacks.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 from functools import lru_cache
 from numbers import Integral, Real
 
@@ -38,12 +46,18 @@ __all__ = [
     "N_MELS",
     "load_audio",
     "resample",
+    "resample_context",
     "tokenizer_chunks",
     "pad_chunk",
     "mel_filterbank",
     "log_mel",
     "mel_frames",
     "split_on_pauses",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "DEFAULT_MAX_DURATION_S",
+    "MAX_STREAM_BYTES",
+    "read_stream",
 ]
 
 TARGET_SAMPLE_RATE = 24_000
@@ -64,8 +78,15 @@ _BLOCK_ELEMENTS = 1 << 22
 # samples read from a decoder / mixed down per step
 _READ_BLOCK = 1 << 18
 
+# resource limits on input (issue: 1 Hz "audio" became hours of samples)
+MIN_SAMPLE_RATE = 1_000  # below this it is not audio speech can be heard in
+MAX_SAMPLE_RATE = 768_000  # the highest rate real converters produce
+DEFAULT_MAX_DURATION_S = 4 * 3600.0  # 4 hours: ~1.4 GB as 24 kHz float32
+MAX_STREAM_BYTES = 1 << 30  # bytes read from a pipe, FIFO, device or stdin
+DEFAULT_READ_TIMEOUT_S = 10.0  # a FIFO/device silent this long is given up on
+
 _WHAT_TO_PASS = (
-    "pass a file path, audio file bytes, a binary file object (WAV, FLAC, OGG, MP3), "
+    "pass a file path, audio file bytes, a binary file object (WAV, FLAC, OGG, MP3, M4A, ...), "
     "a numpy array with sample_rate=, or an (array, sample_rate) tuple"
 )
 
@@ -86,6 +107,35 @@ def _check_rate(rate, what: str = "sample_rate") -> int:
     if r <= 0:
         raise AudioError(f"{what} must be positive, got {rate!r}")
     return r
+
+
+def _check_input_rate(rate, what: str = "sample_rate") -> int:
+    """A source rate load_audio accepts: a whole number of Hz within
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]."""
+    r = _check_rate(rate, what)
+    if not MIN_SAMPLE_RATE <= r <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{what} is {r} Hz; audio must be sampled at {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz "
+            "(check the rate you passed or the file's header)"
+        )
+    return r
+
+
+def _check_max_duration(max_duration_s) -> float | None:
+    if max_duration_s is None:
+        return None
+    if isinstance(max_duration_s, bool) or not isinstance(max_duration_s, Real) or not max_duration_s > 0 \
+            or math.isnan(max_duration_s):
+        raise InvalidArgumentError(f"max_duration_s must be a positive number of seconds or None, got {max_duration_s!r}")
+    return float(max_duration_s)
+
+
+def _check_duration(n_samples: int, rate: int, max_duration_s: float | None, label: str) -> None:
+    if max_duration_s is not None and n_samples > max_duration_s * rate:
+        raise AudioError(
+            f"{label} is longer than the {max_duration_s:g} s limit ({n_samples / rate:.0f} s or more); "
+            "pass a larger max_duration_s (None: no limit) or cut the audio"
+        )
 
 
 def _pcm_scale(dtype: np.dtype) -> tuple[float, float]:
@@ -120,14 +170,17 @@ def _mix_to_mono(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _array_to_mono(audio, sample_rate) -> tuple[np.ndarray, int]:
-    arr = np.asarray(audio)
+def _array_to_mono(audio, sample_rate, max_duration_s=None) -> tuple[np.ndarray, int]:
     if sample_rate is None:
         raise AudioError(
             "a raw sample array needs its rate: call load_audio(array, sample_rate=16000) "
             "or pass (array, sample_rate)"
         )
-    sr = _check_rate(sample_rate)
+    sr = _check_input_rate(sample_rate)
+    try:
+        arr = np.asarray(audio)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise AudioError(f"audio is not an array of samples: {exc}") from None
     if arr.dtype.kind not in "fiu":
         raise AudioError(
             f"audio array has dtype {arr.dtype}; pass float samples in [-1, 1] or integer PCM"
@@ -150,21 +203,37 @@ def _array_to_mono(audio, sample_rate) -> tuple[np.ndarray, int]:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise AudioError("audio is empty (no samples); " + _WHAT_TO_PASS)
+    _check_duration(arr.shape[0], sr, max_duration_s, "the audio array")
     return _mix_to_mono(arr), sr
 
 
-def _decode(source, label: str) -> tuple[np.ndarray, int]:
-    """Decode a path or binary file-like with soundfile, mixing down block-wise."""
+def _decode(source, label: str, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    """Decode a path or binary file-like: libsndfile first, PyAV (FFmpeg) for
+    what libsndfile does not know."""
     import soundfile as sf  # runtime dependency; imported late to keep import cheap
 
     try:
+        start = source.tell() if hasattr(source, "tell") and hasattr(source, "seek") else None
+    except Exception:  # unseekable or closed: soundfile will say so
+        start = None
+    try:
         f = sf.SoundFile(source)
     except Exception as exc:  # libsndfile reports every unknown/corrupt format the same way
-        raise AudioError(f"could not decode {label}: {exc}; " + _WHAT_TO_PASS) from None
+        if not isinstance(source, (str, os.PathLike)):
+            if start is None:
+                raise AudioError(f"could not decode {label}: {exc}; " + _WHAT_TO_PASS) from None
+            try:
+                source.seek(start)
+            except Exception:
+                raise AudioError(f"could not decode {label}: {exc}") from None
+        return _decode_av(source, label, max_duration_s, f"{exc}")
     with f:
-        sr = f.samplerate
+        sr = _check_input_rate(f.samplerate, f"the sample rate stored in {label}")
         ch = f.channels
+        if not 1 <= ch <= 1024:
+            raise AudioError(f"{label} claims {ch} channels; not a usable audio file")
         expected = f.frames if f.frames and f.frames > 0 else 0
+        _check_duration(expected, sr, max_duration_s, label)
         out = np.empty(expected, dtype=np.float32)
         filled = 0
         try:
@@ -174,18 +243,132 @@ def _decode(source, label: str) -> tuple[np.ndarray, int]:
                     break
                 mono = blk[:, 0] if ch == 1 else blk.mean(axis=1)
                 if filled + len(mono) > len(out):  # length unknown / under-reported
-                    out = np.concatenate([out[:filled], mono])
-                else:
-                    out[filled : filled + len(mono)] = mono
+                    _check_duration(filled + len(mono), sr, max_duration_s, label)
+                    grown = np.empty(max(2 * len(out), filled + len(mono)), dtype=np.float32)
+                    grown[:filled] = out[:filled]
+                    out = grown
+                out[filled : filled + len(mono)] = mono
                 filled += len(mono)
+        except AudioError:
+            raise
         except Exception as exc:
             raise AudioError(f"could not decode {label}: {exc}") from None
     if filled == 0:
         raise AudioError(f"{label} contains no audio samples")
-    return out[:filled], _check_rate(sr, f"the sample rate stored in {label}")
+    return out[:filled], sr
 
 
-def load_audio(audio, sample_rate: int | None = None) -> np.ndarray:
+def _decode_av(source, label: str, max_duration_s: float | None, sndfile_error: str) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV (FFmpeg): m4a, mp4, webm, aac, ...;
+    channels averaged, the stream's own rate kept."""
+    try:
+        import av
+    except ImportError:
+        raise AudioError(
+            f"could not decode {label}: {sndfile_error}; formats beyond WAV/FLAC/OGG/MP3 need PyAV "
+            "(pip install av)"
+        ) from None
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except Exception as exc:
+        raise AudioError(f"could not decode {label}: not an audio format libsndfile or FFmpeg knows "
+                         f"({sndfile_error}; {exc}); " + _WHAT_TO_PASS) from None
+    with container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams:
+            raise AudioError(f"{label} holds no audio stream")
+        stream = streams[0]
+        ctx = getattr(stream, "codec_context", None)
+        if ctx is None:
+            raise AudioError(f"could not decode {label}: FFmpeg has no decoder for its audio stream")
+        sr = _check_input_rate(ctx.sample_rate or getattr(stream, "rate", None) or 0,
+                               f"the sample rate stored in {label}")
+        limit = None if max_duration_s is None else int(max_duration_s * sr) + 1
+        resampler = av.AudioResampler(format="fltp", rate=sr)  # planar float, the stream's rate
+        parts: list[np.ndarray] = []
+        filled = 0
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for f in resampler.resample(frame):
+                        planes = f.to_ndarray()
+                        mono = planes.mean(axis=0, dtype=np.float32) if planes.shape[0] > 1 else planes[0]
+                        parts.append(np.ascontiguousarray(mono, dtype=np.float32))
+                        filled += len(mono)
+                        if limit is not None and filled > limit:
+                            _check_duration(filled, sr, max_duration_s, label)
+            for f in resampler.resample(None):
+                planes = f.to_ndarray()
+                parts.append(np.ascontiguousarray(planes.mean(axis=0, dtype=np.float32)))
+                filled += planes.shape[1]
+        except AudioError:
+            raise
+        except Exception as exc:
+            if filled == 0:
+                raise AudioError(f"could not decode {label}: {exc}") from None
+            # a damaged tail: keep what decoded (FFmpeg's own behaviour for truncated files)
+    if filled == 0:
+        raise AudioError(f"{label} contains no audio samples")
+    _check_duration(filled, sr, max_duration_s, label)
+    return np.concatenate(parts), sr
+
+
+def _is_special(mode: int) -> bool:
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
+
+
+def read_stream(path, *, timeout_s: float = DEFAULT_READ_TIMEOUT_S, max_bytes: int = MAX_STREAM_BYTES) -> bytes:
+    """All bytes of a FIFO, device or other special file, with an inactivity
+    timeout (no data for ``timeout_s`` seconds, including waiting for a
+    writer) and a size cap. Raises AudioError on either."""
+    import select
+
+    path = os.fspath(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    chunks, total = [], 0
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], timeout_s)
+            if not ready:
+                raise AudioError(f"{path} gave no data for {timeout_s:g} s (a FIFO with no writer?); "
+                                 "write the audio to a regular file instead")
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            total += len(data)
+            if total > max_bytes:
+                raise AudioError(f"{path} gave more than {max_bytes} bytes; not an audio file")
+            chunks.append(data)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def read_binary_stream(f, *, max_bytes: int = MAX_STREAM_BYTES, label: str = "standard input") -> bytes:
+    """All bytes of an open binary stream (stdin, a pipe), at most ``max_bytes``."""
+    chunks, total = [], 0
+    while True:
+        data = f.read(1 << 20)
+        if not data:
+            break
+        total += len(data)
+        if total > max_bytes:
+            raise AudioError(f"{label} gave more than {max_bytes} bytes; not an audio file")
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def load_audio(
+    audio,
+    sample_rate: int | None = None,
+    *,
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+    allow_special_files: bool = False,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+) -> np.ndarray:
     """Any supported audio input -> float32 mono waveform at 24 kHz.
 
     ``audio`` may be a path (str / PathLike; WAV, FLAC, OGG, MP3 — whatever
@@ -196,38 +379,68 @@ def load_audio(audio, sample_rate: int | None = None) -> np.ndarray:
     ``(array, sample_rate)`` tuple.
 
     For encoded inputs ``sample_rate`` may be omitted; if given it must match
-    the rate stored in the file.  Raises :class:`FileNotFoundError` for a
-    missing file and :class:`~mimo_ggml.errors.AudioError` for everything
-    else that cannot be used (empty, non-finite, undecodable, bad rate).
+    the rate stored in the file.  Formats libsndfile does not decode (m4a,
+    mp4, webm, aac, ...) go through PyAV.
+
+    Limits: source rates must lie in [1 kHz, 768 kHz]; audio longer than
+    ``max_duration_s`` (4 hours by default; None: no limit) is refused
+    before it is decoded where the header tells its length, else as soon as
+    the limit is passed; FIFOs, devices and sockets are refused unless
+    ``allow_special_files=True``, which reads them with a ``read_timeout_s``
+    inactivity timeout and a 1 GiB cap.
+
+    Raises :class:`FileNotFoundError` for a missing file and
+    :class:`~mimo_ggml.errors.AudioError` for everything else that cannot be
+    used (empty, non-finite, undecodable, bad rate, too long).
     """
+    max_duration_s = _check_max_duration(max_duration_s)
     if isinstance(audio, tuple):
         if len(audio) != 2:
             raise AudioError("an audio tuple must be (array, sample_rate); " + _WHAT_TO_PASS)
         arr, sr = audio
-        sr = _check_rate(sr, "the sample rate in the (array, sample_rate) tuple")
+        sr = _check_input_rate(sr, "the sample rate in the (array, sample_rate) tuple")
         if sample_rate is not None and _check_rate(sample_rate) != sr:
             raise AudioError(f"sample_rate={sample_rate} contradicts the tuple's rate {sr}")
-        mono, src_sr = _array_to_mono(arr, sr)
+        mono, src_sr = _array_to_mono(arr, sr, max_duration_s)
     elif isinstance(audio, (np.ndarray, list)) or (
         hasattr(audio, "__array__") and not hasattr(audio, "read")
     ):
-        mono, src_sr = _array_to_mono(audio, sample_rate)
+        mono, src_sr = _array_to_mono(audio, sample_rate, max_duration_s)
     else:
         if isinstance(audio, (str, os.PathLike)):
             path = os.fspath(audio)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"audio file not found: {path}")
-            if os.path.isdir(path):
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"audio file not found: {path}") from None
+            except (OSError, ValueError) as exc:  # permission, name too long, NUL in the name
+                raise AudioError(f"cannot open audio file {path!r}: {exc}") from None
+            if stat.S_ISDIR(st.st_mode):
                 raise AudioError(f"{path} is a directory, not an audio file")
-            mono, src_sr = _decode(path, f"audio file {path}")
+            label = f"audio file {path}"
+            if _is_special(st.st_mode):
+                if not allow_special_files:
+                    raise AudioError(
+                        f"{path} is a FIFO, device or socket, not a regular file; reading it could block "
+                        "forever (pass allow_special_files=True to read it with a timeout)"
+                    )
+                mono, src_sr = _decode(io.BytesIO(read_stream(path, timeout_s=read_timeout_s)), label,
+                                       max_duration_s)
+            else:
+                try:
+                    mono, src_sr = _decode(path, label, max_duration_s)
+                except PermissionError as exc:
+                    raise AudioError(f"cannot open audio file {path}: {exc}") from None
         elif isinstance(audio, (bytes, bytearray, memoryview)):
             if len(audio) == 0:
                 raise AudioError("audio bytes are empty; " + _WHAT_TO_PASS)
-            mono, src_sr = _decode(io.BytesIO(audio), "audio bytes")
+            mono, src_sr = _decode(io.BytesIO(audio), "audio bytes", max_duration_s)
         elif hasattr(audio, "read"):
             if isinstance(audio, io.TextIOBase):
                 raise AudioError("the audio file object is open in text mode; open it with 'rb'")
-            mono, src_sr = _decode(audio, "audio file object")
+            mono, src_sr = _decode(audio, "audio file object", max_duration_s)
         else:
             raise AudioError(f"unsupported audio input of type {type(audio).__name__}; " + _WHAT_TO_PASS)
         # encoded input carries its own rate; a sample_rate= that disagrees is a caller mistake
@@ -238,8 +451,10 @@ def load_audio(audio, sample_rate: int | None = None) -> np.ndarray:
             )
     if mono.size == 0:
         raise AudioError("audio is empty (no samples)")
-    if not np.isfinite(mono).all():
+    if not all(np.isfinite(mono[b : b + _READ_BLOCK]).all() for b in range(0, mono.size, _READ_BLOCK)):
         raise AudioError("audio contains NaN or infinite samples; clean the signal before passing it")
+    if src_sr == TARGET_SAMPLE_RATE:
+        return mono  # already a fresh array (never the caller's buffer): no second copy of long audio
     return resample(mono, src_sr, TARGET_SAMPLE_RATE)
 
 
@@ -268,6 +483,17 @@ def _sinc_kernel(a: int, b: int) -> tuple[np.ndarray, int]:
     h *= window * np.float32(base / a)
     h.setflags(write=False)
     return h, w
+
+
+def resample_context(sr_in: int, sr_out: int) -> int:
+    """Input samples on each side that one output sample of :func:`resample`
+    depends on (the filter's half width w): a piece resampled with this much
+    real input around it matches the whole signal resampled at once."""
+    sr_in = _check_rate(sr_in, "sr_in")
+    sr_out = _check_rate(sr_out, "sr_out")
+    g = math.gcd(sr_in, sr_out)
+    a, b = sr_in // g, sr_out // g
+    return math.ceil(_LOWPASS_WIDTH * a / (min(a, b) * _ROLLOFF)) + a
 
 
 def resample(x, sr_in: int, sr_out: int) -> np.ndarray:

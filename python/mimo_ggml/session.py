@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Optional
@@ -35,15 +36,16 @@ import numpy as np
 from . import _core
 from .lifetime import Closeable
 from .arguments import integer, optional_integer, text
-from .audio import TARGET_SAMPLE_RATE, load_audio, split_on_pauses
+from .audio import DEFAULT_MAX_DURATION_S, TARGET_SAMPLE_RATE, load_audio, split_on_pauses
 from .audio_tokenizer import clip_mels
 from .concurrency import OperationLock
 from .errors import InvalidArgumentError, UnsupportedModelError
-from .models import find_asr_model, find_audio_tokenizer, is_hub_reference
+from .models import DEFAULT_MODEL, resolve_asr_files
 from .postprocess import postprocess_ids
 from .prompt import AsrSpecialIds, asr_prompt_parts, normalize_language
 from .results import Segment, Transcription
 from .text_tokenizer import TextTokenizer
+from .vad import DEFAULT_MAX_SEGMENT_S, speech_segments
 
 __all__ = ["AsrModel", "Session", "TranscribeOptions", "default_token_budget"]
 
@@ -53,6 +55,7 @@ ProgressCallback = Callable[[float, float], None]
 TokenCallback = Callable[[int, int], Optional[bool]]
 
 DEFAULT_MAX_NEW_TOKENS = 1024  # spec §12.1 step 6
+AUDIO_SAMPLES_PER_CODE = TARGET_SAMPLE_RATE // 25  # the tokenizer's 25 Hz code rate
 _VOCAB_KEYS = ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]
 
 
@@ -84,17 +87,16 @@ class AsrModel(Closeable):
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike = DEFAULT_MODEL,
         tokenizer: str | os.PathLike | None = None,
         *,
         device: str = "auto",
         n_threads: Optional[int] = None,
         download: bool = True,
     ):
-        self.model_path = find_asr_model(model, download=download)
-        self.tokenizer_path = find_audio_tokenizer(
-            self.model_path, tokenizer, download=download, lm_from_hub=tokenizer is None and is_hub_reference(model)
-        )
+        self.download = bool(download)
+        # every Hub repo involved is resolved before any download (one message lists what is missing)
+        self.model_path, self.tokenizer_path = resolve_asr_files(model, tokenizer, download=download)
         self._native = _core.AsrModel(str(self.model_path), str(self.tokenizer_path), device=text("device", device),
                                       n_threads=optional_integer("n_threads", n_threads))
         try:
@@ -143,12 +145,22 @@ class TranscribeOptions:
 
     language: "auto" (the model tags the language), "en" or "zh".
     max_new_tokens: cap per clip (None: grows with the clip's length, at
-    most 1024). max_clip_s: split longer audio at pauses (None: one pass).
+    most 1024). max_clip_s: without the VAD, split longer audio at pauses
+    (None: one pass).
     instruction: replaces the pinned instruction text of the prompt.
     progress(done_s, total_s): called as decoding advances (against each
     clip's token budget) and as clips finish.
     on_token(segment_index, token_id): called for every generated id;
     returning False cancels (:class:`~mimo_ggml.errors.GenerationCancelled`).
+    batch_size: clips decoded together (1: one after another). Every LM step
+    then reads the weights once for all of them; results are the same.
+    vad: where speech is: True (Silero VAD, found as :mod:`mimo_ggml.vad`
+    says), a path to its .onnx file, or False for the plain clips of
+    ``max_clip_s`` cut at pauses (every sample decoded).
+    max_segment_s: longest speech segment with the VAD (default 15 s, suited
+    to subtitles); silence between segments is never decoded.
+    max_duration_s, allow_special_files: limits of the audio input, as
+    :func:`mimo_ggml.audio.load_audio` takes them.
     """
 
     language: str = "auto"
@@ -157,8 +169,15 @@ class TranscribeOptions:
     instruction: Optional[str] = None
     progress: Optional[ProgressCallback] = None
     on_token: Optional[TokenCallback] = None
+    batch_size: int = 1
+    vad: "bool | str | os.PathLike" = True
+    max_segment_s: Optional[float] = DEFAULT_MAX_SEGMENT_S
+    max_duration_s: Optional[float] = DEFAULT_MAX_DURATION_S
+    allow_special_files: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 64:
+            raise InvalidArgumentError(f"batch_size must be an integer from 1 to 64, got {self.batch_size!r}")
         normalize_language(self.language)
         n = self.max_new_tokens
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -243,13 +262,9 @@ class Session(Closeable):
         timings: dict[str, float] = {}
         with self._busy.hold():
             segments = list(self._segments(audio, sample_rate, opts, timings))
-        lang = normalize_language(opts.language)
-        detected = next((s.language for s in segments if s.language), None)
-        final_lang = detected or (None if lang == "auto" else lang)
-        joiner = "" if final_lang == "zh" else " "
-        text_ = joiner.join(s.text for s in segments if s.text)
-        return Transcription(text=text_, language=final_lang, duration=timings.pop("_duration"),
-                             segments=segments, timings=timings)
+        duration = timings.pop("_duration")
+        return Transcription.from_segments(segments, language=normalize_language(opts.language), duration=duration,
+                                           timings=timings)
 
     def transcribe_stream(self, audio, sample_rate: Optional[int] = None, **options) -> Iterator[Segment]:
         """Like :meth:`transcribe`, yielding each segment as its clip finishes
@@ -272,49 +287,119 @@ class Session(Closeable):
         lang = normalize_language(opts.language)
         prefix, suffix = self._prompt(lang, opts.instruction)  # validates the instruction before any work
         t0 = time.perf_counter()
-        wave = load_audio(audio, sample_rate)
+        wave = load_audio(audio, sample_rate, max_duration_s=opts.max_duration_s,
+                          allow_special_files=opts.allow_special_files)
         _add(timings, "load_audio", time.perf_counter() - t0)
         total = len(wave) / TARGET_SAMPLE_RATE
         timings["_duration"] = total
-        clips = split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s)
-        for index, (start, end) in enumerate(clips):
-            seg = self._transcribe_clip(index, wave, start, end, lang, prefix, suffix, opts, total, timings)
+        if opts.vad is False:
+            spans = [(a, b, None) for a, b in split_on_pauses(wave, TARGET_SAMPLE_RATE, max_clip_s=opts.max_clip_s)]
+        else:
+            t0 = time.perf_counter()
+            spans = [(g.start, g.end, g.no_speech_prob) for g in
+                     speech_segments(wave, TARGET_SAMPLE_RATE, max_segment_s=opts.max_segment_s, vad=opts.vad,
+                                     download=self.model.download)]
+            _add(timings, "vad", time.perf_counter() - t0)
+        clips = [_Clip(i, a, b, opts, no_speech) for i, (a, b, no_speech) in enumerate(spans)]
+        run = self._run_batched if opts.batch_size > 1 and len(clips) > 1 else self._run_one_by_one
+        for clip, out in run(wave, clips, prefix, suffix, opts, total, timings):
+            for phase in ("audio_encode", "lm_prefill", "lm_decode"):
+                _add(timings, phase, out[phase])
             if opts.progress is not None:
-                opts.progress(end / TARGET_SAMPLE_RATE, total)
-            yield seg
+                opts.progress(clip.end / TARGET_SAMPLE_RATE, total)
+            yield self._segment(clip, out, lang)
 
-    def _transcribe_clip(self, index, wave, start, end, lang, prefix, suffix, opts, total, timings) -> Segment:
-        clip_s = (end - start) / TARGET_SAMPLE_RATE
-        budget = default_token_budget(clip_s) if opts.max_new_tokens is None else opts.max_new_tokens
+    def _token_callback(self, clips: list["_Clip"], opts: "TranscribeOptions", total: float, cancel=None):
+        """The native per-token callback: progress against each clip's token
+        budget, the user's on_token, and a cancel flag; None when nothing
+        needs it."""
         progress, on_token = opts.progress, opts.on_token
+        if progress is None and on_token is None and cancel is None:
+            return None
+
+        def callback(index: int, token: int):
+            if cancel is not None and cancel.is_set():
+                return False
+            clip = clips[index]
+            clip.n_tokens += 1
+            if progress is not None:
+                progress(clip.start / TARGET_SAMPLE_RATE + clip.seconds * min(1.0, clip.n_tokens / clip.budget),
+                         total)
+            return None if on_token is None else on_token(index, token)
+
+        return callback
+
+    def _mels(self, wave, clip, timings) -> list:
         t0 = time.perf_counter()
-        mels = clip_mels(wave[start:end])
+        mels = clip_mels(wave[clip.start:clip.end])
         _add(timings, "audio_encode", time.perf_counter() - t0)  # the log-mel front-end is part of encoding
+        return mels
 
-        callback = None
-        if on_token is not None or progress is not None:
-            count = [0]
-            t_start = start / TARGET_SAMPLE_RATE
+    def _run_one_by_one(self, wave, clips, prefix, suffix, opts, total, timings):
+        callback = self._token_callback(clips, opts, total)
+        for clip in clips:
+            on_token = None if callback is None else (lambda token, i=clip.index: callback(i, token))
+            out = self._native.transcribe_clip(self._mels(wave, clip, timings), prefix, suffix, clip.budget,
+                                               stop=self._stops, banned=self._banned, on_token=on_token)
+            yield clip, out
 
-            def callback(token: int):
-                count[0] += 1
-                if progress is not None:
-                    progress(t_start + clip_s * min(1.0, count[0] / budget), total)
-                if on_token is not None:
-                    return on_token(index, token)
-                return None
+    def _run_batched(self, wave, clips, prefix, suffix, opts, total, timings):
+        """All clips in one native call that decodes opts.batch_size of them
+        together; it runs in a worker thread so that segments are yielded as
+        they finish (in order) and Ctrl-C or closing the stream cancels it."""
+        requests = [(self._mels(wave, c, timings), prefix, suffix, c.budget) for c in clips]
+        # positions one clip can need: its prompt (audio groups bounded from above) and its budget
+        fixed = len(prefix) + len(suffix) + 8
+        need = max(fixed + (c.end - c.start) // (4 * AUDIO_SAMPLES_PER_CODE) + c.budget for c in clips)
+        n_ctx_seq = min(self.n_ctx, -(-need // 64) * 64)
+        done: dict[int, dict] = {}
+        failure: list[BaseException] = []
+        finished = threading.Event()
+        cancel = threading.Event()
+        ready = threading.Condition()
 
-        out = self._native.transcribe_clip(mels, prefix, suffix, budget, stop=self._stops, banned=self._banned,
-                                           on_token=callback)
-        for phase in ("audio_encode", "lm_prefill", "lm_decode"):
-            _add(timings, phase, out[phase])
+        def on_clip(index: int, out: dict) -> None:
+            with ready:
+                done[index] = out
+                ready.notify_all()
+
+        def work() -> None:
+            try:
+                self._native.transcribe_batch(requests, opts.batch_size, n_ctx_seq, stop=self._stops,
+                                              banned=self._banned, on_token=self._token_callback(clips, opts, total,
+                                                                                                 cancel),
+                                              on_clip=on_clip)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failure.append(exc)
+            finally:
+                with ready:
+                    finished.set()
+                    ready.notify_all()
+
+        worker = threading.Thread(target=work, name="mimo-ggml-batch", daemon=True)
+        worker.start()
+        try:
+            for clip in clips:
+                with ready:
+                    while clip.index not in done and not finished.is_set():
+                        ready.wait(0.2)  # a timeout keeps Ctrl-C deliverable to this thread
+                    out = done.pop(clip.index, None)
+                if out is None:
+                    raise failure[0] if failure else InvalidArgumentError("internal: a batched clip gave no result")
+                yield clip, out
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _segment(self, clip: "_Clip", out: dict, lang: str) -> Segment:
         tokens = list(out["tokens"])
         logprobs = out["logprobs"]
         text_, detected = postprocess_ids(tokens, self.model.text_tokenizer, self._stops)
-        return Segment(id=index, start=start / TARGET_SAMPLE_RATE, end=end / TARGET_SAMPLE_RATE, text=text_,
-                       tokens=tokens, finish_reason=out["finish_reason"],
+        return Segment(id=clip.index, start=clip.start / TARGET_SAMPLE_RATE, end=clip.end / TARGET_SAMPLE_RATE,
+                       text=text_, tokens=tokens, finish_reason=out["finish_reason"],
                        language=detected or (None if lang == "auto" else lang),
-                       avg_logprob=float(np.mean(logprobs)) if logprobs else None)
+                       avg_logprob=float(np.mean(logprobs)) if logprobs else None,
+                       no_speech_prob=clip.no_speech_prob)
 
     def stages(self, audio, sample_rate: Optional[int] = None, *, language: str = "auto",
                instruction: Optional[str] = None) -> dict:
@@ -338,6 +423,18 @@ class Session(Closeable):
         self._native.close()
         if self._owns_model:
             self.model.close()
+
+
+class _Clip:
+    """One clip of an input: its samples [start, end) at 24 kHz, its token budget."""
+
+    def __init__(self, index: int, start: int, end: int, opts: "TranscribeOptions",
+                 no_speech_prob: Optional[float] = None):
+        self.index, self.start, self.end = index, start, end
+        self.no_speech_prob = no_speech_prob
+        self.seconds = (end - start) / TARGET_SAMPLE_RATE
+        self.budget = default_token_budget(self.seconds) if opts.max_new_tokens is None else opts.max_new_tokens
+        self.n_tokens = 0
 
 
 def _add(timings: dict, key: str, seconds: float) -> None:

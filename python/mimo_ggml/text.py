@@ -36,7 +36,7 @@ import numpy as np
 from . import _core
 from .lifetime import Closeable
 from .arguments import integer, optional_integer, real, text
-from .chat import format_chat
+from .chat_template import render_chat
 from .concurrency import OperationLock
 from .errors import InvalidArgumentError, ModelLoadError
 from .text_tokenizer import TextTokenizer
@@ -174,6 +174,18 @@ class TextModel(Closeable):
     moe_layers = property(lambda self: list(self._native.moe_layers))
     fused_qkv = property(lambda self: list(self._native.fused_qkv))
     weights_bytes = property(lambda self: self._native.weights_bytes)
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+        """``messages`` as a prompt string through the GGUF's own
+        ``tokenizer.chat_template`` (ChatML when the file has none), with the
+        file's BOS/EOS token strings as template variables."""
+        variables = {}
+        if self._tokenizer is not None:
+            for name, idx in (("bos_token", self._native.bos_token_id), ("eos_token", self._native.eos_token_id)):
+                token = self._tokenizer.id_to_token(int(idx)) if 0 <= idx < self.n_vocab else None
+                if token is not None:
+                    variables[name] = token
+        return render_chat(messages, self.chat_template, add_generation_prompt=add_generation_prompt, **variables)
 
     def stop_ids(self) -> list[int]:
         """The ids that end a generation by default."""
@@ -375,8 +387,9 @@ class TextSession(Closeable):
                 return done.value
 
     def chat(self, messages: Sequence[Mapping[str, str]], **kwargs) -> Union[GenerationResult, TextStream]:
-        """``generate`` on ``messages`` rendered as ChatML (see :mod:`mimo_ggml.chat`)."""
-        return self.generate(format_chat(messages), **kwargs)
+        """``generate`` on ``messages`` rendered with the model's chat
+        template (:meth:`TextModel.render_chat`; ChatML without one)."""
+        return self.generate(self.model.render_chat(messages), **kwargs)
 
     def _run(self, ids: list[int], sampling: dict, stop_ids: list[int], stop_strings: list[str],
              cache_prompt: bool) -> Iterator[str]:
