@@ -323,6 +323,26 @@ const BackendLoadInfo & ensure_backends_loaded() {
     return info;
 }
 
+void * cpu_backend_symbol(const char * name) {
+    ensure_backends_loaded();
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return nullptr;
+    // the module's file, from a function it hands out through the registry
+    void * fn = ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_backend_get_features");
+    const std::string file = file_of_address(fn);
+    if (file.empty()) return nullptr;
+#if defined(_WIN32)
+    HMODULE mod = GetModuleHandleA(file.c_str());
+    return mod ? (void *) GetProcAddress(mod, name) : nullptr;
+#else
+    void * handle = dlopen(file.c_str(), RTLD_NOW | RTLD_NOLOAD);  // already loaded: only a reference
+    if (!handle) return nullptr;
+    void * sym = dlsym(handle, name);
+    dlclose(handle);
+    return sym;
+#endif
+}
+
 std::string rpc_protocol_version() {
 #if defined(MIMO_GGML_RPC)
     return strfmt("%d.%d.%d", RPC_PROTO_MAJOR_VERSION, RPC_PROTO_MINOR_VERSION, RPC_PROTO_PATCH_VERSION);

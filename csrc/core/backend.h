@@ -37,6 +37,11 @@ struct BackendLoadInfo {
 };
 const BackendLoadInfo & ensure_backends_loaded();
 
+// A function the CPU backend exports (ggml-cpu.h), looked up in the loaded CPU
+// module in a dispatching build (where nothing of ggml-cpu is linked in);
+// nullptr where it is missing. Source builds call ggml-cpu.h directly.
+void * cpu_backend_symbol(const char * name);
+
 // ggml's RPC protocol version this build speaks ("5.0.0"), "" without RPC.
 std::string rpc_protocol_version();
 

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
+#include "ggml-cpu.h"  // types only in a dispatching build: its functions come from the loaded module
 
 namespace mimo {
 
@@ -86,10 +87,21 @@ bool known_type(ggml_type t) {
 
 // The CPU backend says it supports a mul_mat whatever the weight type, as long
 // as the activations are F32; its kernel table says whether it can compute one.
+const ggml_type_traits_cpu * cpu_type_traits(ggml_type t) {
+#if defined(MIMO_GGML_DL)
+    using traits_fn = const ggml_type_traits_cpu * (*)(ggml_type);
+    static const traits_fn fn = (traits_fn) cpu_backend_symbol("ggml_get_type_traits_cpu");
+    return fn ? fn(t) : nullptr;
+#else
+    return ggml_get_type_traits_cpu(t);
+#endif
+}
+
 bool cpu_can_dot(ggml_type t) {
-    const ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(t);
+    const ggml_type_traits_cpu * tc = cpu_type_traits(t);
     if (!tc || !tc->vec_dot) return false;
-    return tc->vec_dot_type == GGML_TYPE_F32 || ggml_get_type_traits_cpu(tc->vec_dot_type)->from_float != nullptr;
+    const ggml_type_traits_cpu * act = cpu_type_traits(tc->vec_dot_type);
+    return tc->vec_dot_type == GGML_TYPE_F32 || (act && act->from_float != nullptr);
 }
 
 }  // namespace
@@ -98,7 +110,7 @@ bool cpu_can_dot(ggml_type t) {
 ggml_backend_dev_t WeightStore::device_of(ggml_backend_buffer_type_t buft) const {
     ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
     if (dev) return dev;
-    return ggml_backend_buft_is_host(buft) ? ggml_backend_get_device(backend_->cpu()) : backend_->device();
+    return ggml_backend_buft_is_host(buft) ? backend_->cpu_device() : backend_->device();
 }
 
 bool WeightStore::type_suits(ggml_type type, const int64_t * ne, int n_dims, const WeightOptions & opt,
@@ -191,7 +203,7 @@ ggml_tensor * WeightStore::declare(const TensorInfo & info, std::initializer_lis
     }
     // the type must suit the role where the tensor would live without ggml's repacking
     ggml_backend_buffer_type_t plain =
-        opt.placement == Placement::Host ? ggml_backend_cpu_buffer_type() : backend_->weight_buffer_type();
+        opt.placement == Placement::Host ? cpu_buffer_type() : backend_->weight_buffer_type();
     check_type(info, opt, plain);
     const ggml_type type = opt.as_f32 ? GGML_TYPE_F32 : info.type;
     ggml_context * ctx = context_for(choose_buffer_type(info, opt.placement));
