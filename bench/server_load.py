@@ -59,7 +59,7 @@ def _inputs(asr_path, text_path, workdir: Path, threads: int, n_ctx: int, sizes:
         for seconds, rate, seed in CLIPS:
             path = workdir / f"clip-{seed}.wav"
             sf.write(path, speechlike(seconds, rate, seed=seed, pauses=(seconds / 2,)), rate, subtype="PCM_16")
-            want = asr.transcribe(str(path), max_clip_s=MAX_CLIP).text
+            want = asr.transcribe(str(path), max_clip_s=MAX_CLIP, vad=False).text
             kinds.append(("audio", path.read_bytes(), path.name, want))
         sizes["weights"] = asr.model.weights_bytes
         sizes["kv"] = asr.kv_bytes
@@ -88,7 +88,7 @@ def run_load(asr_path, text_path, workdir, *, clients: int = 32, requests_per_cl
     kinds = _inputs(asr_path, text_path, workdir, threads, n_ctx, sizes)
     answers = {k[3]: i for i, k in enumerate(kinds)}
     base = ["-m", str(asr_path), "--device", "cpu", "-t", str(threads), "--kv-type", "f32",
-            "--max-clip", str(MAX_CLIP), "--n-ctx", str(n_ctx), "--text-n-ctx", str(n_ctx),
+            "--max-clip", str(MAX_CLIP), "--no-vad", "--n-ctx", str(n_ctx), "--text-n-ctx", str(n_ctx),
             "--max-queue", str(max_queue)]
     if text_path is not None:
         base += ["--text-model", str(text_path)]

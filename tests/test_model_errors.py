@@ -123,3 +123,11 @@ def test_bad_arguments(good):
         assert lm.n_past == 3
     with pytest.raises(InvalidArgumentError, match="closed"):
         lm.eval([1])
+
+
+def test_prompt_with_lone_surrogates_is_a_typed_error():
+    from mimo_ggml.text_tokenizer import TextTokenizer
+
+    tok = TextTokenizer.from_gguf_fields(["a", "b", "ab"], ["a b"])
+    with pytest.raises(InvalidArgumentError, match="not valid Unicode"):
+        tok.encode("a\udc80b")

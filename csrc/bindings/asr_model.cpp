@@ -152,8 +152,11 @@ public:
     }
 
     void close() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        session_.reset();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            session_.reset();
+        }
+        release_free_heap();
     }
 
     std::string kv_type_;
@@ -182,7 +185,10 @@ public:
         return std::make_unique<PyAsrSession>(get(), n_ctx.value_or(get()->lm_hparams().n_ctx_train), kv_type);
     }
 
-    void close() { model_.reset(); }
+    void close() {
+        model_.reset();
+        release_free_heap();
+    }
     bool closed() const { return !model_; }
 
 private:

@@ -8,6 +8,9 @@
 
 #include <cstdint>
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +50,15 @@ inline py::array_t<float> float_array(const std::vector<float> & v, std::vector<
     return a;
 }
 
+// Hands the C heap's free memory back to the system after a model or session
+// is freed (glibc keeps it otherwise, and a process that opens and closes
+// sessions again and again would grow).
+inline void release_free_heap() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 // An int32 array of the given shape holding a copy of v.
 inline py::array_t<int32_t> int_array(const std::vector<int32_t> & v, std::vector<py::ssize_t> shape) {
     py::array_t<int32_t> a(shape);
@@ -66,9 +78,12 @@ struct RunnerHandle {
         return *runner;
     }
     void close() {
-        std::lock_guard<std::mutex> lock(mutex);
-        runner.reset();
-        weights.reset();
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            runner.reset();
+            weights.reset();
+        }
+        release_free_heap();
     }
 };
 

@@ -160,8 +160,11 @@ void bind_decode_session(py::module_ & m) {
             return self.get().can_truncate(n);
         }, py::arg("n"))
         .def("close", [](S & self) {
-            std::lock_guard<std::mutex> lock(self.mutex);
-            self.session.reset();
+            {
+                std::lock_guard<std::mutex> lock(self.mutex);
+                self.session.reset();
+            }
+            release_free_heap();
         })
         .def_property_readonly("closed", [](S & self) { return !self.session; })
         .def_property_readonly("n_past", [](S & self) { return self.get().n_past(); })

@@ -34,7 +34,10 @@ public:
         return make_decode_session(std::move(s), kv_type);
     }
 
-    void close() { weights_.reset(); }
+    void close() {
+        weights_.reset();
+        release_free_heap();
+    }
 
 private:
     std::shared_ptr<const AsrLmWeights> weights_;

@@ -40,7 +40,10 @@ public:
         return out;
     }
 
-    void close() { weights_.reset(); }
+    void close() {
+        weights_.reset();
+        release_free_heap();
+    }
 
 private:
     std::shared_ptr<const TextWeights> weights_;

@@ -258,6 +258,12 @@ class TextTokenizer:
             raise InvalidArgumentError(f"text must be a string, got {type(text).__name__}")
         if not text:
             return []
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates (e.g. from a bad decode with surrogateescape)
+            raise InvalidArgumentError(
+                f"text is not valid Unicode: {exc.reason} at index {exc.start}; pass text decoded from UTF-8"
+            ) from None
         return list(self._tk.encode(text, add_special_tokens=False).ids)
 
     # -- decode -------------------------------------------------------------
