@@ -92,8 +92,11 @@ def test_unused_cpu_features_names_what_ggml_was_not_built_for():
 
     from mimo_ggml.system import native_build_command
 
-    assert native_build_command().endswith(f"libggml-python=={version('libggml-python')}")
     info = mimo_ggml.system_info()
+    if info["build"]["bundled_ggml"]:  # a wheel: no libggml-python; rebuild mimo-ggml itself
+        assert native_build_command().startswith("MIMO_GGML_BUNDLE_GGML=1 pip install")
+    else:
+        assert native_build_command().endswith(f"libggml-python=={version('libggml-python')}")
     assert isinstance(info["cpu_features_unused"], list)
     assert ("advice" in info) == bool(info["cpu_features_unused"])
 
@@ -123,3 +126,24 @@ def test_model_computes_in_a_forked_child(tiny_lm):
             os.waitpid(pid, 0)
             pytest.fail("the forked child hung computing a graph")
         assert np.isfinite(lm.eval([7])).all()  # the parent still computes too
+
+
+def test_build_reports_version_backends_and_cpu_variant():
+    info = mimo_ggml.system_info()
+    assert info["version"] == mimo_ggml.__version__
+    assert "CPU" in info["backends"]
+    build = info["build"]
+    if build["backend_dl"]:  # the dispatching build: ggml picked a CPU module from mimo_ggml/ggml
+        assert info["cpu_module"].startswith(("libggml-cpu", "ggml-cpu"))
+        assert info["cpu_variant"] and info["cpu_variant"] in info["cpu_module"]
+        assert "RPC" in info["backends"] and build["rpc"]
+    else:
+        assert info["cpu_variant"] is None
+
+
+def test_avx_vnni_counts_as_covered_by_avx512_vnni():
+    from mimo_ggml.system import unused_cpu_features
+
+    cpuinfo = "flags\t\t: avx2 avx512f avx512_vnni avx_vnni\n"
+    assert unused_cpu_features({"AVX512": "1", "AVX512_VNNI": "1"}, cpuinfo) == []
+    assert unused_cpu_features({"AVX2": "1"}, cpuinfo) == ["AVX512", "AVX512_VNNI", "AVX_VNNI"]

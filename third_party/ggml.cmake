@@ -1,7 +1,13 @@
 # Locate ggml (see third_party/README.md). Defines the imported targets
-# ggml::ggml, ggml::ggml-base and ggml::ggml-cpu, and MIMO_GGML_LIB_DIR.
+# ggml::ggml, ggml::ggml-base (and ggml::ggml-cpu where it is linked in), and
+# MIMO_GGML_LIB_DIR.
 
 set(MIMO_GGML_PREFIX "$ENV{MIMO_GGML_PREFIX}" CACHE PATH "ggml install prefix to use instead of the libggml Python package")
+
+if(MIMO_GGML_BUNDLE_GGML)
+  include("${CMAKE_CURRENT_LIST_DIR}/ggml_bundle.cmake")
+  return()
+endif()
 
 set(_mimo_ggml_hints "")
 if(MIMO_GGML_PREFIX)

@@ -117,6 +117,7 @@ SamplerParams sampler_params(double temperature, int64_t top_k, double top_p, py
 
 void bind_errors(py::module_ & m);
 void bind_system(py::module_ & m);
+void bind_rpc(py::module_ & m);
 void bind_language_model(py::module_ & m);
 void bind_quantize(py::module_ & m);
 void bind_gguf_metadata(py::module_ & m);

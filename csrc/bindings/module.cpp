@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "mimo-ggml native core (ggml graphs for MiMo models)";
     mimo::bindings::bind_errors(m);
     mimo::bindings::bind_system(m);
+    mimo::bindings::bind_rpc(m);
     mimo::bindings::bind_language_model(m);
     mimo::bindings::bind_quantize(m);
     mimo::bindings::bind_gguf_metadata(m);

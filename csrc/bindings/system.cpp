@@ -47,7 +47,11 @@ void enable_log_forwarding(bool on) {
 }
 
 py::dict system_info() {
+    const BackendLoadInfo & loaded = ensure_backends_loaded();
     py::dict info;
+#if defined(MIMO_GGML_VERSION)
+    info["version"] = MIMO_GGML_VERSION;
+#endif
     info["ggml_version"] = ggml_version();
     info["ggml_commit"] = ggml_commit();
     py::list devices;
@@ -72,6 +76,23 @@ py::dict system_info() {
     }
     info["features"] = features;
     info["default_threads"] = default_thread_count();
+    // which ggml this is and how its backends were found
+    py::list backends;
+    for (const auto & b : loaded.backends) backends.append(b);
+    info["backends"] = backends;
+    info["cpu_variant"] = loaded.cpu_variant.empty() ? py::object(py::none()) : py::object(py::str(loaded.cpu_variant));
+    info["cpu_module"] = loaded.cpu_module.empty() ? py::object(py::none()) : py::object(py::str(loaded.cpu_module));
+    py::dict build;
+    build["backend_dl"] = loaded.dynamic;           // GGML_BACKEND_DL: backends are loadable modules
+    build["backend_dir"] = loaded.dynamic ? py::object(py::str(loaded.dir)) : py::object(py::none());
+#if defined(MIMO_GGML_DL)
+    build["bundled_ggml"] = true;
+#else
+    build["bundled_ggml"] = false;
+#endif
+    build["rpc"] = !rpc_protocol_version().empty() && ggml_backend_reg_by_name("RPC") != nullptr;
+    build["rpc_protocol"] = rpc_protocol_version().empty() ? py::object(py::none()) : py::object(py::str(rpc_protocol_version()));
+    info["build"] = build;
     return info;
 }
 

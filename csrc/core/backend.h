@@ -23,10 +23,37 @@ struct DeviceInfo {
 
 std::vector<DeviceInfo> list_devices();
 
+// How ggml's backends were found. In a dispatching build (MIMO_GGML_DL: the
+// wheels) nothing is linked in: the first call loads the backend modules
+// from the folder beside the extension (or $MIMO_GGML_BACKEND_DIR), and ggml
+// picks the best CPU variant for this machine. Idempotent and thread-safe;
+// every entry point that needs a device calls it.
+struct BackendLoadInfo {
+    bool dynamic = false;                 // backends are loaded modules (GGML_BACKEND_DL)
+    std::string dir;                      // where they were loaded from (dynamic only)
+    std::string cpu_module;               // file name of the CPU module in use, e.g. libggml-cpu-zen4.so
+    std::string cpu_variant;              // its variant name ("zen4"), "" where linked in
+    std::vector<std::string> backends;    // registry names: "CPU", "RPC", "CUDA", ...
+};
+const BackendLoadInfo & ensure_backends_loaded();
+
+// A function the CPU backend exports (ggml-cpu.h), looked up in the loaded CPU
+// module in a dispatching build (where nothing of ggml-cpu is linked in);
+// nullptr where it is missing. Source builds call ggml-cpu.h directly.
+void * cpu_backend_symbol(const char * name);
+
+// ggml's RPC protocol version this build speaks ("5.0.0"), "" without RPC.
+std::string rpc_protocol_version();
+
+// ggml_backend_buffer_free that never throws: freeing a buffer on an RPC
+// server that has gone away fails (and is only logged; the host-side handle leaks).
+void free_buffer_noexcept(ggml_backend_buffer_t buffer) noexcept;
+
 class Backend {
 public:
     // device: "auto" (first GPU, else CPU), "cpu", "cuda", "cuda:N", "metal",
-    // "gpu", "gpu:N", or a ggml device name ("CUDA0"). n_threads: none for
+    // "gpu", "gpu:N", "rpc:HOST:PORT" (a `mimo-ggml rpc-server`), or a ggml
+    // device name ("CUDA0"). n_threads: none for
     // all cores, else 1..max_thread_count() (InvalidArgument outside).
     // repack_weights: on CPU, store quantized matmul weights in ggml's
     // repacked (interleaved) layouts: faster prefill, slower single-token

@@ -1,5 +1,6 @@
 #include "core/kv_cache.h"
 
+#include "core/backend.h"
 #include "core/errors.h"
 #include "ggml-alloc.h"
 
@@ -49,7 +50,7 @@ KvCache::KvCache(const Backend & backend, const std::vector<KvLayerShape> & laye
 }
 
 KvCache::~KvCache() {
-    if (buffer_) ggml_backend_buffer_free(buffer_);
+    free_buffer_noexcept(buffer_);  // a lost RPC server cannot free its copy: log, do not abort
     if (ctx_) ggml_free(ctx_);
 }
 

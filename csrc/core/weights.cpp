@@ -8,15 +8,20 @@
 #include "core/errors.h"
 #include "core/log.h"
 #include "ggml-alloc.h"
-#include "ggml-cpu.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"  // types only in a dispatching build: its functions come from the loaded module
 
 namespace mimo {
+
+// The CPU device's plain buffer type, through the device API (in a dispatching
+// build the CPU backend is a loaded module, not linked in).
+#define cpu_buffer_type() ggml_backend_dev_buffer_type(backend_->cpu_device())
 
 WeightStore::WeightStore(std::shared_ptr<Backend> backend, const GgufFile & file)
     : backend_(std::move(backend)), file_(file) {}
 
 WeightStore::~WeightStore() {
-    for (auto b : buffers_) ggml_backend_buffer_free(b);
+    for (auto b : buffers_) free_buffer_noexcept(b);  // a lost RPC server must not take the process down
     for (auto & m : mappings_) munmap(m.first, m.second);
     for (auto & kv : contexts_) ggml_free(kv.second);
 }
@@ -36,7 +41,7 @@ ggml_context * WeightStore::context_for(ggml_backend_buffer_type_t buft) {
 // On CPU, a quantized matmul weight goes to the first extra buffer type
 // (ggml's repacked layouts) that accepts a matmul with it, as llama.cpp does.
 ggml_backend_buffer_type_t WeightStore::choose_buffer_type(const TensorInfo & info, Placement p) {
-    if (p == Placement::Host) return ggml_backend_cpu_buffer_type();
+    if (p == Placement::Host) return cpu_buffer_type();
     if (p == Placement::MatmulWeight && backend_->main_is_cpu() && info.n_dims == 2 && backend_->repack_weights()) {
         for (ggml_backend_buffer_type_t buft : backend_->cpu_extra_buffer_types()) {
             ggml_init_params params{ggml_tensor_overhead() * 4, nullptr, true};
@@ -82,10 +87,21 @@ bool known_type(ggml_type t) {
 
 // The CPU backend says it supports a mul_mat whatever the weight type, as long
 // as the activations are F32; its kernel table says whether it can compute one.
+const ggml_type_traits_cpu * cpu_type_traits(ggml_type t) {
+#if defined(MIMO_GGML_DL)
+    using traits_fn = const ggml_type_traits_cpu * (*)(ggml_type);
+    static const traits_fn fn = (traits_fn) cpu_backend_symbol("ggml_get_type_traits_cpu");
+    return fn ? fn(t) : nullptr;
+#else
+    return ggml_get_type_traits_cpu(t);
+#endif
+}
+
 bool cpu_can_dot(ggml_type t) {
-    const ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(t);
+    const ggml_type_traits_cpu * tc = cpu_type_traits(t);
     if (!tc || !tc->vec_dot) return false;
-    return tc->vec_dot_type == GGML_TYPE_F32 || ggml_get_type_traits_cpu(tc->vec_dot_type)->from_float != nullptr;
+    const ggml_type_traits_cpu * act = cpu_type_traits(tc->vec_dot_type);
+    return tc->vec_dot_type == GGML_TYPE_F32 || (act && act->from_float != nullptr);
 }
 
 }  // namespace
@@ -187,7 +203,7 @@ ggml_tensor * WeightStore::declare(const TensorInfo & info, std::initializer_lis
     }
     // the type must suit the role where the tensor would live without ggml's repacking
     ggml_backend_buffer_type_t plain =
-        opt.placement == Placement::Host ? ggml_backend_cpu_buffer_type() : backend_->weight_buffer_type();
+        opt.placement == Placement::Host ? cpu_buffer_type() : backend_->weight_buffer_type();
     check_type(info, opt, plain);
     const ggml_type type = opt.as_f32 ? GGML_TYPE_F32 : info.type;
     ggml_context * ctx = context_for(choose_buffer_type(info, opt.placement));
@@ -219,7 +235,7 @@ ggml_tensor * WeightStore::optional(const std::string & name, std::initializer_l
 // allocation is already touched when it returns, too late to advise).
 ggml_backend_buffer_t WeightStore::alloc_anonymous(ggml_context * ctx) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
+    ggml_backend_buffer_type_t buft = cpu_buffer_type();
     const size_t align = ggml_backend_buft_get_alignment(buft);
     size_t size = 0;
     for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) {
@@ -231,7 +247,8 @@ ggml_backend_buffer_t WeightStore::alloc_anonymous(ggml_context * ctx) {
     if (madvise(mem, size, MADV_HUGEPAGE) != 0) {
         MIMO_LOG_DEBUG("mimo-ggml: madvise(MADV_HUGEPAGE) failed: %s", std::strerror(errno));
     }
-    ggml_backend_buffer_t buf = ggml_backend_cpu_buffer_from_ptr(mem, size);
+    // through the device API: in a dispatching build the CPU backend is a loaded module
+    ggml_backend_buffer_t buf = ggml_backend_dev_buffer_from_host_ptr(backend_->cpu_device(), mem, size, size);
     if (!buf) {
         munmap(mem, size);
         return nullptr;
@@ -253,7 +270,7 @@ ggml_backend_buffer_t WeightStore::alloc_anonymous(ggml_context * ctx) {
 void WeightStore::load() {
     if (loaded_) return;
     for (auto & kv : contexts_) {
-        ggml_backend_buffer_t buf = kv.first == ggml_backend_cpu_buffer_type() ? alloc_anonymous(kv.second) : nullptr;
+        ggml_backend_buffer_t buf = kv.first == cpu_buffer_type() ? alloc_anonymous(kv.second) : nullptr;
         if (!buf) buf = ggml_backend_alloc_ctx_tensors_from_buft(kv.second, kv.first);
         if (!buf) {
             fail(ErrorKind::Backend, strfmt("out of memory allocating the weights of %s in %s buffers",
@@ -275,7 +292,7 @@ void WeightStore::load() {
             // Plain CPU buffers are filled in place; anything else (device
             // memory, repacked layouts, F32 conversion) goes through tensor_set.
             const bool direct = t->type == info.type &&
-                                ggml_backend_buffer_get_type(t->buffer) == ggml_backend_cpu_buffer_type();
+                                ggml_backend_buffer_get_type(t->buffer) == cpu_buffer_type();
             uint8_t * dst = nullptr;
             if (direct) {
                 dst = (uint8_t *) t->data;

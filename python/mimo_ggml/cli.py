@@ -707,7 +707,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server (speech recognition, chat); needs [server]")
     add_serve_arguments(sv).set_defaults(func=_cmd_serve)
+    _add_rpc_commands(p, sub)
     return p
+
+
+def _add_rpc_commands(p: argparse.ArgumentParser, sub) -> None:
+    """``rpc-server``, and ``--rpc HOST:PORT`` on every command with ``--device``."""
+    def endpoints(text: str) -> list[str]:
+        eps = [e.strip() for e in text.split(",") if e.strip()]
+        for e in eps:
+            host, sep, port = e.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {e!r}")
+        return eps
+
+    class RpcDevice(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if len(values) > 1:
+                parser.error("--rpc: splitting a model's layers across several servers is not implemented yet; "
+                             "give one HOST:PORT (the whole model runs there)")
+            namespace.device = "rpc:" + values[0]
+
+    for parser in list(sub.choices.values()):
+        if any("--device" in a.option_strings for a in parser._actions):
+            parser.add_argument("--rpc", type=endpoints, action=RpcDevice, metavar="HOST:PORT",
+                                help="run on a `mimo-ggml rpc-server` (same as --device rpc:HOST:PORT)")
+
+    srv = sub.add_parser(
+        "rpc-server", help="serve this machine's CPU to other mimo-ggml processes over ggml RPC",
+        description="Serve this machine's CPU (or --device) to mimo-ggml clients that pass "
+                    "device='rpc:HOST:PORT' or --rpc HOST:PORT. WARNING: the ggml RPC protocol has NO "
+                    "authentication and no encryption: anyone who can reach the port can use this machine's "
+                    "compute and memory through it. It binds to 127.0.0.1 by default; "
+                    "expose it only on a trusted, private network. Both ends must run the same mimo-ggml "
+                    "version (the same RPC protocol). Stop it with Ctrl-C.")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=50052, help="TCP port (default 50052)")
+    srv.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    srv.add_argument("--cache", metavar="DIR", default=None,
+                     help="folder where the server caches large tensors by hash, so a client that reloads a "
+                          "model sends only hashes")
+    srv.add_argument("--device", default="cpu", help="device to serve (default cpu; e.g. cuda:0)")
+
+    def run_server(args) -> int:
+        import os
+        import signal
+
+        from . import _core
+
+        threads = args.threads or (os.cpu_count() or 1)
+        if args.cache:
+            os.makedirs(args.cache, exist_ok=True)
+        # the native loop never returns to Python: let Ctrl-C / SIGTERM end the process directly
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        print(f"mimo-ggml rpc-server on {args.host}:{args.port} (no authentication)", file=sys.stderr, flush=True)
+        _core.rpc_start_server(args.host, args.port, args.cache or "", threads, [args.device])
+        return 1
+
+    srv.set_defaults(func=run_server)
+
 
 
 def _exit_interrupted(signum=None, frame=None) -> None:

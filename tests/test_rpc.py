@@ -1,0 +1,257 @@
+"""Models on a ggml RPC server (`mimo-ggml rpc-server`, device="rpc:HOST:PORT").
+
+Servers run as subprocesses on 127.0.0.1 (free ports, killed by their PIDs at
+teardown). Whole models on the server must give the same logits and greedy
+tokens as a local run; a server that dies mid-generation must raise a typed
+error in a client that survives; a protocol mismatch must be an error, not
+a hang. Skipped where this ggml build has no RPC backend (a source build
+against the PyPI libggml-python); the wheels have it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mimo_ggml import _core
+from mimo_ggml.errors import BackendError, InvalidArgumentError
+
+pytestmark = pytest.mark.skipif(not _core.system_info().get("build", {}).get("rpc"),
+                                reason="this ggml build has no RPC backend (wheels and bundled builds do)")
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_server(threads: int = 1) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mimo_ggml", "rpc-server", "--host", HOST, "--port", str(port),
+                             "--threads", str(threads)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):  # up to 30 s for the interpreter and ggml to start
+        if proc.poll() is not None:
+            raise RuntimeError(f"rpc-server exited with {proc.returncode}: {proc.stderr.read().decode()}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return proc, f"{HOST}:{port}"
+        except OSError:
+            time.sleep(0.1)
+    stop_server(proc)
+    raise RuntimeError("rpc-server did not start listening within 30 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, endpoint = start_server()
+    yield endpoint
+    stop_server(proc)
+
+
+def test_rpc_backend_is_reported():
+    info = _core.system_info()
+    assert "RPC" in info["backends"]
+    assert info["build"]["rpc_protocol"].count(".") == 2
+
+
+def test_lm_logits_and_greedy_tokens_match_local(tiny_lm, server):
+    from mimo_ggml import LanguageModel
+
+    _, files = tiny_lm
+    ids = [1, 5, 9, 33, 70, 2, 8, 100, 64, 3]
+    results = {}
+    for device in ("cpu", f"rpc:{server}"):
+        with LanguageModel(files["f32_fused"], device=device, n_threads=1, kv_type="f32", n_ctx=64) as lm:
+            logits = lm.eval(ids, all_logits=True)
+            tokens, step = [], logits[-1:]
+            for _ in range(8):
+                tokens.append(int(step[0].argmax()))
+                step = lm.step(tokens[-1])
+            results[device] = (logits, tokens)
+    local, remote = results["cpu"], results[f"rpc:{server}"]
+    np.testing.assert_array_equal(remote[0], local[0])  # same ops, same CPU kernels, bit for bit
+    assert remote[1] == local[1]
+
+
+def test_asr_transcription_tokens_match_local(tiny_asr, server):
+    from mimo_ggml import Session
+
+    rng = np.random.default_rng(3)
+    audio = (0.1 * rng.standard_normal(24000 * 2)).astype(np.float32)
+    out = {}
+    for device in ("cpu", f"rpc:{server}"):
+        with Session(tiny_asr["f32_fused"], device=device, n_threads=1, kv_type="f32") as s:
+            r = s.transcribe(audio, sample_rate=24000, language="en", max_new_tokens=12)
+            out[device] = [list(seg.tokens) for seg in r.segments]
+    assert out[f"rpc:{server}"] == out["cpu"]
+
+
+def test_mimo2_logits_and_greedy_tokens_match_local(tmp_path_factory, server):
+    import moe_fixtures as mf
+    from mimo_ggml import TextSession
+    from mimo_ggml.convert.mimo2 import convert_mimo2
+
+    root = tmp_path_factory.mktemp("rpc_mimo2")
+    geo = mf.Geometry(hidden=64, layers=3, pattern=(0, 1, 0), moe=(0, 1, 1), heads=4, kv_full=2, kv_swa=2)
+    mf.write_synthetic_checkpoint(root / "ck", geo, model_type="mimo_v2", linear="bf16", experts="bf16",
+                                  fused_qkv=True, extras=False, seed=7)
+    path = root / "m.gguf"
+    convert_mimo2(root / "ck", path, dtype="f32", fuse_qkv=True)
+    ids = list(np.random.default_rng(1).integers(0, 200, 24))
+    out = {}
+    for device in ("cpu", f"rpc:{server}"):
+        with TextSession(path, device=device, n_threads=1, n_ctx=128, kv_type="f32") as s:
+            logits = s.eval(ids, all_logits=True)
+            s.reset()
+            gen = s.generate(ids, max_tokens=10)
+            out[device] = (logits, list(gen.tokens))
+    np.testing.assert_array_equal(out[f"rpc:{server}"][0], out["cpu"][0])
+    assert out[f"rpc:{server}"][1] == out["cpu"][1]
+
+
+@pytest.fixture(scope="module")
+def lm_file(tiny_lm):
+    return tiny_lm[1]["f32_fused"]
+
+
+def _load_on(path, device):
+    from mimo_ggml import LanguageModel
+
+    LanguageModel(path, device=device, n_threads=1).close()
+
+
+def test_bad_rpc_specs_raise_typed_errors(lm_file):
+    with pytest.raises(InvalidArgumentError, match="rpc:HOST:PORT"):
+        _load_on(lm_file, "rpc:nohostport")
+    with pytest.raises(BackendError, match="cannot connect"):
+        _load_on(lm_file, f"rpc:{HOST}:{free_port()}")  # nothing listens there
+
+
+class FakeServer:
+    """A TCP server on loopback that answers ggml's HELLO with a given version (or never)."""
+
+    def __init__(self, reply: bytes | None):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(4)
+        self.endpoint = f"{HOST}:{self.sock.getsockname()[1]}"
+        self.reply = reply
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        for _ in range(4):  # bounded
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            c.settimeout(20)
+            try:
+                c.recv(1 + 8 + 24)
+                if self.reply is not None:
+                    c.sendall(self.reply)
+            except OSError:
+                pass
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_protocol_mismatch_is_a_clear_error(lm_file):
+    # a server of protocol 4.0.0 (same reply layout, other major version)
+    fake = FakeServer(struct.pack("<Q", 28) + bytes([4, 0, 0, 0]) + bytes(24))
+    try:
+        with pytest.raises(BackendError, match=r"protocol 4\.0\.0"):
+            _load_on(lm_file, f"rpc:{fake.endpoint}")
+    finally:
+        fake.close()
+    # an older server whose HELLO reply has another size
+    fake = FakeServer(struct.pack("<Q", 3) + bytes([3, 0, 0]))
+    try:
+        with pytest.raises(BackendError, match="another RPC protocol version"):
+            _load_on(lm_file, f"rpc:{fake.endpoint}")
+    finally:
+        fake.close()
+
+
+def test_silent_server_times_out_instead_of_hanging(lm_file):
+    fake = FakeServer(None)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(BackendError, match="did not complete the handshake"):
+            _load_on(lm_file, f"rpc:{fake.endpoint}")
+    finally:
+        fake.close()
+    assert time.monotonic() - t0 < 30
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from mimo_ggml import LanguageModel
+    from mimo_ggml.errors import BackendError
+    path, device, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    lm = LanguageModel(path, device=device, n_threads=1, kv_type="f32", n_ctx=64)
+    tok = int(lm.eval([1, 2, 3])[0].argmax())
+    os.kill(pid, signal.SIGKILL)          # the server dies between two steps
+    try:
+        for _ in range(20):
+            tok = int(lm.step(tok)[0].argmax())
+        print("NO ERROR")
+    except BackendError as e:
+        print("TYPED ERROR:", e)
+    lm.close()                            # closing must work with the server gone
+    print("CLOSED")
+""")
+
+
+def test_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_path):
+    _, files = tiny_lm
+    proc, endpoint = start_server()
+    try:
+        script = tmp_path / "kill.py"
+        script.write_text(KILL_SCRIPT)
+        r = subprocess.run([sys.executable, str(script), str(files["f32_fused"]), f"rpc:{endpoint}", str(proc.pid)],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        stop_server(proc)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "TYPED ERROR:" in r.stdout and "RPC server" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "CLOSED" in r.stdout
+
+
+def test_cli_rpc_server_help_warns_and_rpc_option_sets_device():
+    from mimo_ggml.cli import build_parser
+
+    p = build_parser()
+    help_text = next(a for a in p._subparsers._group_actions[0].choices["rpc-server"].format_help().split("\n\n")
+                     if "authentication" in a)
+    assert "NO" in help_text and "127.0.0.1" in help_text
+    args = p.parse_args(["generate", "-m", "x.gguf", "-p", "hi", "--rpc", "127.0.0.1:5000"])
+    assert args.device == "rpc:127.0.0.1:5000"
+    with pytest.raises(SystemExit):
+        p.parse_args(["generate", "-m", "x.gguf", "-p", "hi", "--rpc", "127.0.0.1:5000,127.0.0.1:5001"])
