@@ -45,9 +45,6 @@ def test_fuzz_slice(fuzz_fixtures):
                 assert outcome is None or outcome == "ok" or outcome.endswith("Error"), (r["seed"], rec)
 
 
-@pytest.mark.xfail(strict=True, reason="`mimo-ggml info` reads files with gguf-py's GGUFReader, which raises "
-                                       "IndexError/KeyError on malformed files; cli.py should use "
-                                       "_core.gguf_info (validated) instead")
 def test_fuzz_slice_cli_info(fuzz_fixtures):
     res = fuzz(fuzz_fixtures, CLI_SLICE, jobs=2, timeout=60.0, only=["cli info"])
     verdicts = collections.Counter(r["verdict"] for r in res["records"])

@@ -10,6 +10,8 @@ import re
 import numpy as np
 import pytest
 
+from lm_fixtures import generate
+
 from fuzz import gguf_raw as G
 from fuzz.fixtures import build_mimo2
 from fuzz.regressions import CASES, build, set_kv
@@ -140,6 +142,6 @@ def test_nan_weights_do_not_crash_inference(fixtures, tmp_path):
     p.write_bytes(G.write(g))
     with LanguageModel(p, device="cpu", n_threads=1, n_ctx=16) as lm:
         try:
-            lm.generate([1, 2], 2)
+            generate(lm, [1, 2], 2)
         except errors.MimoError:
             pass

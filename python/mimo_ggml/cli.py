@@ -462,26 +462,16 @@ def _cmd_info(args) -> int:
 
     info = system_info()
     if args.model:
-        import gguf
+        from . import _core
 
         path = Path(args.model)
         if not path.is_file():
             raise CliError(f"{args.model} is not a file" if path.exists() else f"model file not found: {args.model}")
-        try:
-            r = gguf.GGUFReader(args.model)
-        except Exception as exc:  # the gguf reader raises whatever its parsing hit
-            raise CliError(f"{args.model} is not a readable GGUF file (truncated or corrupt?): "
-                           f"{type(exc).__name__}: {exc}") from None
-        fields = {}
-        for name, field in r.fields.items():
-            if name.startswith("GGUF.") or name.startswith("tokenizer.ggml."):
-                continue
-            value = field.contents()
-            fields[name] = value
-        types: dict[str, int] = {}
-        for t in r.tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        info["model"] = {"path": str(args.model), "metadata": fields, "tensors": len(r.tensors), "tensor_types": types}
+        # the validated reader: a malformed file is a typed error naming what is wrong (MimoError -> exit 2)
+        summary = _core.gguf_info(str(path))
+        metadata = {k: v for k, v in summary["metadata"].items() if not k.startswith("tokenizer.ggml.")}
+        info["model"] = {"path": str(args.model), "metadata": metadata, "tensors": summary["tensors"],
+                         "tensor_types": summary["tensor_types"]}
     print(json.dumps(info, indent=2, ensure_ascii=False, default=str))
     return 0
 
