@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Optional
 
-from .chat import IM_END, IM_START, format_chat
+from .chat import check_messages, format_chat
 from .errors import InvalidArgumentError
 
 __all__ = ["render_chat", "TemplateError"]
@@ -29,29 +29,6 @@ __all__ = ["render_chat", "TemplateError"]
 class TemplateError(InvalidArgumentError):
     """The chat template cannot be compiled or rendered with these messages
     (including a ``raise_exception(...)`` call inside the template)."""
-
-
-def _validate(messages: Any) -> list[dict]:
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
-        raise InvalidArgumentError("messages must be a list of {'role': ..., 'content': ...} dicts")
-    if not messages:
-        raise InvalidArgumentError("messages is empty")
-    out = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping):
-            raise InvalidArgumentError(f"message {i} is a {type(msg).__name__}, not a dict")
-        role = msg.get("role")
-        if not isinstance(role, str) or not role:
-            raise InvalidArgumentError(f"message {i} has no role")
-        content = msg.get("content")
-        if not isinstance(content, str):
-            raise InvalidArgumentError(f"message {i} content must be a string, got {type(content).__name__}")
-        # turn markers inside content would forge or break turns, whatever the template
-        for marker in (IM_START, IM_END):
-            if marker in content:
-                raise InvalidArgumentError(f"message {i} content contains the turn marker {marker!r}")
-        out.append(dict(msg))
-    return out
 
 
 def _raise_exception(message: str):
@@ -100,7 +77,7 @@ def render_chat(
     variables. Raises InvalidArgumentError for malformed messages and
     TemplateError when the template fails.
     """
-    checked = _validate(messages)
+    checked = check_messages(messages, roles=None)
     if not template:
         return format_chat(checked, add_generation_prompt=add_generation_prompt)
     compiled = _compile(template)

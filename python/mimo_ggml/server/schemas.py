@@ -29,13 +29,13 @@ from __future__ import annotations
 import math
 import time
 import uuid
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..errors import InvalidArgumentError
 from ..prompt import normalize_language
+from ..results import compression_ratio
 
 __all__ = [
     "ApiError",
@@ -182,11 +182,6 @@ def language_name(code: Optional[str]) -> str:
     if not code:
         return "unknown"
     return LANGUAGE_NAMES.get(code, code)
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def _real(value: Any, default: float) -> float:
