@@ -1,7 +1,7 @@
 """Batched decoding: several clips of one input share every LM step (their
 rows mixed in one graph, each sequence in its own KV slots, finished clips
 replaced by waiting ones) and give exactly the tokens of one-by-one
-decoding (F32 KV on the tiny model), for batch sizes 1, 3 and 8 and clips
+decoding (F32 KV on the tiny model), for batch sizes 2, 3 and 8 and clips
 of mixed lengths; streaming yields every clip in order; cancelling stops."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def tokens(result):
     return [(s.start, s.end, s.tokens, s.finish_reason) for s in result.segments]
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 8])
+@pytest.mark.parametrize("batch_size", [2, 3, 8])  # 1 is the one-by-one path itself
 def test_batched_equals_one_by_one(session, audio, batch_size):
     kw = dict(language="en", max_clip_s=2.0)
     one = session.transcribe(audio, RATE, **kw, vad=False)
