@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .errors import MimoError
 
-CONVERTERS = ("asr", "audio-tokenizer", "mimo2")
+CONVERTERS = ("asr", "audio-tokenizer", "mimo2", "dflash")
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -487,6 +487,10 @@ def _cmd_convert(args) -> int:
         from .convert.audio_tokenizer import convert_audio_tokenizer
 
         convert_audio_tokenizer(args.source, out, dtype=args.dtype or "f16")
+    elif args.kind == "dflash":
+        from .convert.dflash import convert_dflash
+
+        convert_dflash(args.source, out, dtype=args.dtype or "bf16", target_vocab=args.target_vocab)
     else:
         from .convert.mimo2 import convert_mimo2
 
@@ -651,9 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("kind", choices=CONVERTERS, help="which model the folder holds")
     conv.add_argument("source", help="checkpoint folder (config.json + *.safetensors)")
     conv.add_argument("output", help="GGUF file to write")
-    conv.add_argument("--dtype", choices=("f16", "f32", "bf16"),
+    conv.add_argument("--dtype", choices=("f16", "f32", "bf16", "q8_0"),
                       help="type of the float matrices (default: f16 for asr / audio-tokenizer; mimo2 keeps the "
-                           "checkpoint's precision, FP8 becoming bf16); bf16 is for mimo2 only")
+                           "checkpoint's precision, FP8 becoming bf16; bf16 for dflash); bf16 is for mimo2 and "
+                           "dflash only, q8_0 for dflash only")
     conv.add_argument("--no-fuse-qkv", action="store_true", help="asr: write separate q/k/v instead of attn.qkv")
     conv.add_argument("--no-tts", action="store_true", help="asr: leave out the TTS-only modules")
     conv.add_argument("--expert-type", help="mimo2: expert type (default lossless: MXFP4 -> mxfp4, AWQ -> q4_0 / "
@@ -663,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "checkpoint's window + 1, 129 for the releases as SGLang / transformers; 128: vLLM / "
                            "llama.cpp)")
     conv.add_argument("--fuse-qkv", action="store_true", help="mimo2: write a fused attn_qkv")
+    conv.add_argument("--target-vocab", type=int, default=None,
+                      help="dflash: vocabulary size of the target whose embedding and head the drafter borrows "
+                           "(checked against the mask token id, stored as dflash-draft.vocab_size)")
     conv.set_defaults(func=_cmd_convert)
 
     q = sub.add_parser("quantize", parents=[common], help="quantize a GGUF's matrices with ggml (norms, biases, codebooks kept)")

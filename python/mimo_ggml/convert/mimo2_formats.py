@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import quants as gguf_quants
 
 from ..errors import InvalidArgumentError, ModelLoadError
 from .common import f32_to_bf16 as f32_to_bf16_bits
@@ -465,8 +466,11 @@ def mxfp4_to_ggml(packed: np.ndarray, scales: np.ndarray, what: str = "tensor") 
 
 
 def float_to_ggml(x: np.ndarray, type_name: str) -> np.ndarray:
-    """float32 ``[..., K]`` -> row bytes ``[..., K * size]`` of ``f32``, ``f16`` or ``bf16``."""
+    """float32 ``[..., K]`` -> row bytes of ``f32``, ``f16``, ``bf16`` or ``q8_0`` (gguf-py's quantizer)."""
     x = np.asarray(x, dtype=np.float32)
+    if type_name == "q8_0":
+        ggml_row_bytes(type_name, x.shape[-1])  # rows must be whole blocks
+        return np.ascontiguousarray(gguf_quants.quantize(x, GGMLQuantizationType.Q8_0))
     if type_name == "f32":
         out = np.ascontiguousarray(x.astype("<f4"))
     elif type_name == "f16":
@@ -475,5 +479,5 @@ def float_to_ggml(x: np.ndarray, type_name: str) -> np.ndarray:
     elif type_name == "bf16":
         out = np.ascontiguousarray(f32_to_bf16_bits(x).astype("<u2"))
     else:
-        raise InvalidArgumentError(f"float type must be f32, f16 or bf16, not {type_name!r}")
+        raise InvalidArgumentError(f"float type must be f32, f16, bf16 or q8_0, not {type_name!r}")
     return out.view(np.uint8).reshape(*x.shape[:-1], -1)
