@@ -35,9 +35,8 @@ import torch
 from safetensors.torch import save_file
 
 HEAD_DIM, V_HEAD_DIM = 192, 128
+# omni-tower tensors a text-backbone conversion must skip
 SKIP_PREFIX_TENSORS = {
-    "model.mtp.layers.0.eh_proj.weight": (64, 128),
-    "model.mtp.layers.0.enorm.weight": (64,),
     "visual.blocks.0.attn.qkv.weight": (48, 16),
     "audio_encoder.layers.0.self_attn.q_proj.weight": (16, 16),
     "speech_embeddings.0.weight": (33, 16),
@@ -364,26 +363,58 @@ def write_synthetic_checkpoint(
     awq_scales=None,  # optional callable(name, (N, K/G)) -> scales, to force fallback cases
     router_dtype: str = "f32",
     mxfp4_scales: tuple[int, int] = (118, 131),  # E8M0 bytes drawn from [lo, hi)
-    extras: bool = True,  # MTP + omni tower tensors that the converter must skip
+    extras: bool = True,  # omni tower tensors that the converter must skip (and, by default, MTP layers)
+    mtp_layers: int | None = None,  # MTP layers in model_mtp.safetensors; None: 3 with extras, else 0
     config_extra: dict | None = None,
     seed: int = 0,
 ) -> dict:
-    """Write a checkpoint from numpy weights; returns the float "truth" the payloads were encoded from."""
+    """Write a checkpoint from numpy weights; returns the float "truth" the payloads were encoded from.
+
+    MTP layers (spec/mtp.md §1.1) hold all their tensors: an SWA attention
+    (``swa_num_key_value_heads``) whose fused ``qkv_proj`` is chunked over
+    ``num_key_value_heads`` ranks whatever ``tp`` is, with FP8 + per-chunk
+    ``weight_scale_inv`` when ``linear == "fp8"``; bf16 eh_proj / o_proj /
+    norms / sinks; a dense MLP of the ``linear`` kind.
+    """
     folder = Path(folder)
     rng = np.random.default_rng(seed)
     tp = tp or g.kv_full
+    n_mtp = (3 if extras else 0) if mtp_layers is None else mtp_layers
     H = g.hidden
     main: dict[str, torch.Tensor] = {}
+    mtp: dict[str, torch.Tensor] = {}
     truth: dict[str, np.ndarray] = {}
 
-    def linear_weight(name: str, w: np.ndarray, kind: str) -> None:
+    def linear_weight(name: str, w: np.ndarray, kind: str, out: dict | None = None) -> None:
+        out = main if out is None else out
         truth[name] = w
         if kind == "bf16":
-            main[name + ".weight"] = bf16(w)
+            out[name + ".weight"] = bf16(w)
         else:
             codes, scale = fp8_quantize(w)
-            main[name + ".weight"] = codes
-            main[name + ".weight_scale_inv"] = scale
+            out[name + ".weight"] = codes
+            out[name + ".weight_scale_inv"] = scale
+
+    def attention_weights(lp: str, nkv: int, chunks_tp: int, out: dict) -> None:
+        """q/k/v of one layer as the release stores them; truth keeps the head-ordered {lp}.q/.k/.v."""
+        q = _rng_w(rng, g.heads * HEAD_DIM, H)
+        k = _rng_w(rng, nkv * HEAD_DIM, H)
+        v = _rng_w(rng, nkv * V_HEAD_DIM, H)
+        truth.update({f"{lp}.q": q, f"{lp}.k": k, f"{lp}.v": v})
+        if fused_qkv and qkv_layout == "tp_chunked":
+            chunks = _fused_rows(q, k, v, g.heads, nkv, chunks_tp)
+            truth[f"{lp}.self_attn.qkv_proj"] = np.concatenate(chunks)
+            if linear == "bf16":
+                out[f"{lp}.self_attn.qkv_proj.weight"] = bf16(np.concatenate(chunks))
+            else:  # each TP chunk quantised on its own: per-chunk scale tiles
+                enc = [fp8_quantize(c) for c in chunks]
+                out[f"{lp}.self_attn.qkv_proj.weight"] = torch.cat([e[0] for e in enc])
+                out[f"{lp}.self_attn.qkv_proj.weight_scale_inv"] = torch.cat([e[1] for e in enc])
+        elif fused_qkv:
+            linear_weight(f"{lp}.self_attn.qkv_proj", np.concatenate([q, k, v]), linear, out)
+        else:
+            for n_, w_ in (("q", q), ("k", k), ("v", v)):
+                linear_weight(f"{lp}.self_attn.{n_}_proj", w_, linear, out)
 
     main["model.embed_tokens.weight"] = bf16(_rng_w(rng, g.vocab, H))
     main["lm_head.weight"] = bf16(_rng_w(rng, g.vocab, H))
@@ -393,24 +424,7 @@ def write_synthetic_checkpoint(
         nkv = g.kv(il)
         main[f"{lp}.input_layernorm.weight"] = bf16(1 + _rng_w(rng, H, std=0.1))
         main[f"{lp}.post_attention_layernorm.weight"] = bf16(1 + _rng_w(rng, H, std=0.1))
-        q = _rng_w(rng, g.heads * HEAD_DIM, H)
-        k = _rng_w(rng, nkv * HEAD_DIM, H)
-        v = _rng_w(rng, nkv * V_HEAD_DIM, H)
-        truth.update({f"{lp}.q": q, f"{lp}.k": k, f"{lp}.v": v})
-        if fused_qkv and qkv_layout == "tp_chunked":
-            chunks = _fused_rows(q, k, v, g.heads, nkv, tp)
-            truth[f"{lp}.self_attn.qkv_proj"] = np.concatenate(chunks)
-            if linear == "bf16":
-                main[f"{lp}.self_attn.qkv_proj.weight"] = bf16(np.concatenate(chunks))
-            else:  # each TP chunk quantised on its own: per-chunk scale tiles
-                enc = [fp8_quantize(c) for c in chunks]
-                main[f"{lp}.self_attn.qkv_proj.weight"] = torch.cat([e[0] for e in enc])
-                main[f"{lp}.self_attn.qkv_proj.weight_scale_inv"] = torch.cat([e[1] for e in enc])
-        elif fused_qkv:
-            linear_weight(f"{lp}.self_attn.qkv_proj", np.concatenate([q, k, v]), linear)
-        else:
-            for n_, w_ in (("q", q), ("k", k), ("v", v)):
-                linear_weight(f"{lp}.self_attn.{n_}_proj", w_, linear)
+        attention_weights(lp, nkv, tp, main)
         main[f"{lp}.self_attn.o_proj.weight"] = bf16(_rng_w(rng, H, g.heads * V_HEAD_DIM))  # o_proj: always bf16
         if g.pattern[il]:
             main[f"{lp}.self_attn.attention_sink_bias"] = bf16(_rng_w(rng, g.heads, std=0.5))
@@ -453,19 +467,27 @@ def write_synthetic_checkpoint(
                 else:
                     raise ValueError(experts)
 
-    shards = {"model_pp0_ep0_shard0.safetensors": main}
+    for k in range(n_mtp):
+        mp = f"model.mtp.layers.{k}"
+        for norm in ("enorm", "hnorm", "input_layernorm", "pre_mlp_layernorm", "final_layernorm"):
+            mtp[f"{mp}.{norm}.weight"] = bf16(1 + _rng_w(rng, H, std=0.1))
+        mtp[f"{mp}.eh_proj.weight"] = bf16(_rng_w(rng, H, 2 * H))  # [H, 2H], not FP8 in the releases
+        attention_weights(mp, g.kv_swa, g.kv_full, mtp)  # SWA geometry, ckpt_tp = num_key_value_heads
+        mtp[f"{mp}.self_attn.o_proj.weight"] = bf16(_rng_w(rng, H, g.heads * V_HEAD_DIM))
+        mtp[f"{mp}.self_attn.attention_sink_bias"] = bf16(_rng_w(rng, g.heads, std=0.5))
+        for p, shape in (("gate", (g.ffn, H)), ("up", (g.ffn, H)), ("down", (H, g.ffn))):
+            linear_weight(f"{mp}.mlp.{p}_proj", _rng_w(rng, *shape), linear, mtp)
+
+    shards = {"model_pp0_ep0_shard0.safetensors": main, "model_mtp.safetensors": mtp}
     if extras:
-        shards["model_mtp.safetensors"] = {
-            n: bf16(_rng_w(rng, *s)) for n, s in SKIP_PREFIX_TENSORS.items() if n.startswith("model.mtp.")
-        }
-        shards["model_pp0_ep0_shard1.safetensors"] = {
-            n: bf16(_rng_w(rng, *s)) for n, s in SKIP_PREFIX_TENSORS.items() if not n.startswith("model.mtp.")
-        }
+        shards["model_pp0_ep0_shard1.safetensors"] = {n: bf16(_rng_w(rng, *s)) for n, s in SKIP_PREFIX_TENSORS.items()}
     qc = None
     if experts == "awq":
         qc = awq_quant_config(awq_group, awq_symmetric)
     elif linear == "fp8" or experts == "fp8" or experts == "mxfp4":
-        qc = dict(FP8_QUANT_CONFIG, ignored_layers=[f"model.layers.{i}.self_attn.o_proj" for i in range(g.layers)])
+        ignored = [f"model.layers.{i}.self_attn.o_proj" for i in range(g.layers)]
+        ignored += [f"model.mtp.layers.{k}.{n}" for k in range(n_mtp) for n in ("self_attn.o_proj", "eh_proj")]
+        qc = dict(FP8_QUANT_CONFIG, ignored_layers=ignored)
         if experts == "mxfp4":
             qc.update(store_dtype="mxfp4", mxfp4_block_size=32)
     index_meta = {"tp_size": tp} if fused_qkv else {}

@@ -98,8 +98,14 @@ def regroup_reference(w: np.ndarray, nh: int, nkv: int, tp: int):
     return np.concatenate(q), np.concatenate(k), np.concatenate(v)
 
 
-def expected_names(g: mf.Geometry, fused: bool = False) -> set[str]:
+def expected_names(g: mf.Geometry, fused: bool = False, mtp: int = 0) -> set[str]:
     names = {"token_embd.weight", "output_norm.weight", "output.weight"}
+    for k in range(mtp):  # spec/mtp.md §5: blk.{L+k}, SWA attention with sinks, dense MLP
+        b = f"blk.{g.layers + k}"
+        names |= {f"{b}.nextn.{n}.weight" for n in ("enorm", "hnorm", "eh_proj")}
+        names |= {f"{b}.{n}.weight" for n in ("attn_norm", "attn_output", "attn_sinks", "ffn_norm", "ffn_gate",
+                                                "ffn_up", "ffn_down", "layer_output_norm")}
+        names |= {f"{b}.attn_qkv.weight"} if fused else {f"{b}.attn_{p}.weight" for p in "qkv"}
     for il in range(g.layers):
         b = f"blk.{il}"
         names |= {f"{b}.attn_norm.weight", f"{b}.attn_output.weight", f"{b}.ffn_norm.weight"}
@@ -449,7 +455,7 @@ def test_fp8_to_f32_is_exact_and_regrouped(fp8_ckpt, fp8_f32_gguf):
     geo = mf.FP8_GEOMETRY
     src = load_source(folder)
     tp = geo.kv_full
-    assert set(g.t) == expected_names(geo)
+    assert set(g.t) == expected_names(geo, mtp=3)
     for il in range(geo.layers):
         lp, b, nkv = f"model.layers.{il}", f"blk.{il}", geo.kv(il)
         codes = src[f"{lp}.self_attn.qkv_proj.weight"]
@@ -473,7 +479,7 @@ def test_fp8_to_f32_is_exact_and_regrouped(fp8_ckpt, fp8_f32_gguf):
                 assert np.array_equal(g.deq(f"{b}.ffn_{p}.weight"), fp8_expert(src)(n))
         # bf16 o_proj stays exact in F32 mode
         assert np.array_equal(g.deq(f"{b}.attn_output.weight"), f32(src[f"{lp}.self_attn.o_proj.weight"]))
-    assert g.kv["mimo2.attention.head_count_kv"] == [2, 4, 4, 4, 4, 2]
+    assert g.kv["mimo2.attention.head_count_kv"] == [2, 4, 4, 4, 4, 2] + [4] * 3  # MTP blocks: SWA heads
     assert g.kv["mimo2.rope.freq_base"] == 1e7
 
 
@@ -491,8 +497,8 @@ def test_fp8_default_is_bf16_with_measured_error(fp8_ckpt, fp8_f32_gguf, root, c
         worst = max(worst, float(rel.max()))
     print(f"FP8 -> BF16 max relative error vs exact F32 dequant: {worst:.3e} (bf16 unit roundoff 2^-8 = {2**-8:.3e})")
     assert 0 < worst <= 2.0**-8
-    # extras are skipped and reported; no tokenizer.json is logged
-    assert rep.skipped == {"model.mtp.": 2, "visual.": 1, "audio_encoder.": 1, "speech_embeddings.": 1}
+    # the omni towers are skipped and reported (MTP is exported); no tokenizer.json is logged
+    assert rep.skipped == {"visual.": 1, "audio_encoder.": 1, "speech_embeddings.": 1} and rep.mtp_layers == 3
     assert rep.ignored == [] and not rep.tokenizer_written
     assert any("no tokenizer.json" in r.getMessage() for r in caplog.records)
     assert "tokenizer.ggml.model" not in g.kv
@@ -662,7 +668,7 @@ def test_mxfp4_experts_bit_exact(mxfp4_ckpt, mxfp4_gguf, root):
     g = G(mxfp4_gguf.out_path)
     src = load_source(folder)
     assert g.kv["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_MXFP4_MOE)
-    assert g.kv["mimo2.attention.head_count_kv"] == [2] * 6
+    assert g.kv["mimo2.attention.head_count_kv"] == [2] * (6 + 3)
     for il in range(1, geo.layers):
         for p in ("gate", "up", "down"):
             name = f"blk.{il}.ffn_{p}_exps.weight"
@@ -682,6 +688,137 @@ def test_mxfp4_experts_bit_exact(mxfp4_ckpt, mxfp4_gguf, root):
     assert np.abs(g.deq("blk.3.attn_q.weight") - q).max() <= 2.0**-8 * np.abs(q).max()
     gf = G(convert_mimo2(folder, root / "mxfp4_f32.gguf", expert_type="f32").out_path)
     assert np.array_equal(gf.deq("blk.5.ffn_up_exps.weight"), stacked(truth.__getitem__, 5, "up", geo.experts))
+
+
+# ---------------------------------------------------------------------------------------------
+# MTP layers (spec/mtp.md §1.1, §5, §7.5)
+
+# V2.5-like: 4 checkpoint TP ranks (num_key_value_heads), 8 SWA KV heads -> 2 per chunk, 1024-row chunks
+# (whole 128-row tiles, as V2.5's 3712); Pro-like: 2 ranks, 2 SWA KV heads -> 1 per chunk, 704-row chunks
+# (5.5 tiles: per-chunk tiling matters, as Pro's 3392)
+MTP_CASES = {
+    "v25": mf.Geometry(hidden=64, heads=8, kv_full=4, kv_swa=8, experts=2),
+    "pro": mf.PRO_GEOMETRY.replace(experts=2),
+}
+
+
+@pytest.fixture(scope="session")
+def mtp_converted(root):
+    out = {}
+    for case, geo in MTP_CASES.items():
+        folder = root / f"mtp_{case}"
+        truth = mf.write_synthetic_checkpoint(folder, geo, linear="fp8", experts="bf16", extras=False,
+                                              mtp_layers=3, seed=21)
+        out[case] = (folder, truth, convert_mimo2(folder, root / f"mtp_{case}.gguf", dtype="f32"))
+    return out
+
+
+@pytest.mark.parametrize("case", list(MTP_CASES))
+def test_mtp_qkv_is_dechunked_with_swa_geometry(case, mtp_converted, root):
+    geo = MTP_CASES[case]
+    folder, truth, rep = mtp_converted[case]
+    g, src = G(rep.out_path), load_source(folder)
+    tp = geo.kv_full  # ckpt_tp = num_key_value_heads, although the MTP layer has kv_swa heads
+    assert geo.kv_swa // tp == {"v25": 2, "pro": 1}[case]
+    fused = G(convert_mimo2(folder, root / f"mtp_{case}_fused.gguf", dtype="f32", fuse_qkv=True).out_path)
+    for k in range(3):
+        mp, b = f"model.mtp.layers.{k}", f"blk.{geo.layers + k}"
+        codes = src[f"{mp}.self_attn.qkv_proj.weight"]
+        scale = src[f"{mp}.self_attn.qkv_proj.weight_scale_inv"]
+        rpc = codes.shape[0] // tp
+        assert rpc == (geo.heads // tp) * 192 + (geo.kv_swa // tp) * 320
+        refs = regroup_reference(fp8_dequant_loop(codes, scale, rows_per_chunk=rpc), geo.heads, geo.kv_swa, tp)
+        for part, ref in zip("qkv", refs):
+            assert np.array_equal(g.deq(f"{b}.attn_{part}.weight"), ref), (k, part)
+            orig = truth[f"{mp}.{part}"]  # and it is the projection the fixture started from (E4M3 rounding)
+            assert np.abs(ref - orig).max() <= 2.0**-4 * np.abs(orig).max(), (k, part)
+        assert np.array_equal(fused.deq(f"{b}.attn_qkv.weight"), np.concatenate(refs)), k
+        assert fused.ne(f"{b}.attn_qkv.weight") == [geo.hidden, geo.heads * 192 + geo.kv_swa * 320]
+
+
+def test_mtp_blocks_metadata_and_names(mtp_converted):
+    geo = MTP_CASES["v25"]
+    folder, _, rep = mtp_converted["v25"]
+    g, src = G(rep.out_path), load_source(folder)
+    L, H = geo.layers, geo.hidden
+    kv = g.kv
+    assert kv["mimo2.block_count"] == L + 3 and kv["mimo2.nextn_predict_layers"] == 3
+    assert kv["mimo2.attention.head_count_kv"] == [geo.kv(il) for il in range(L)] + [geo.kv_swa] * 3
+    assert kv["mimo2.attention.sliding_window_pattern"] == list(geo.pattern) + [1, 1, 1]
+    assert kv["mimo2.attention.head_count"] == geo.heads  # one count for both kinds (swa heads = heads)
+    assert kv["mimo2.nextn.qkv_layout"] == "global"
+    assert set(g.t) == expected_names(geo, mtp=3) and rep.mtp_layers == 3
+    assert rep.skipped == {} and rep.ignored == [] and rep.warnings == []
+    for k in range(3):
+        mp, b = f"model.mtp.layers.{k}", f"blk.{L + k}"
+        for gguf_name, hf in (("nextn.enorm", "enorm"), ("nextn.hnorm", "hnorm"), ("attn_norm", "input_layernorm"),
+                              ("ffn_norm", "pre_mlp_layernorm"), ("layer_output_norm", "final_layernorm")):
+            assert g.type(f"{b}.{gguf_name}.weight") == QT.F32
+            assert np.array_equal(g.deq(f"{b}.{gguf_name}.weight"), f32(src[f"{mp}.{hf}.weight"])), gguf_name
+        assert g.ne(f"{b}.nextn.eh_proj.weight") == [2 * H, H]  # embedding half = first H inputs
+        assert np.array_equal(g.deq(f"{b}.nextn.eh_proj.weight"), f32(src[f"{mp}.eh_proj.weight"]))
+        assert np.array_equal(g.deq(f"{b}.attn_output.weight"), f32(src[f"{mp}.self_attn.o_proj.weight"]))
+        assert g.type(f"{b}.attn_sinks.weight") == QT.F32
+        assert np.array_equal(g.deq(f"{b}.attn_sinks.weight"), f32(src[f"{mp}.self_attn.attention_sink_bias"]))
+        for p in ("gate", "up", "down"):  # dense FP8, decoded as the trunk's dense layer 0
+            assert np.array_equal(g.deq(f"{b}.ffn_{p}.weight"), fp8_expert(src)(f"{mp}.mlp.{p}_proj")), p
+
+
+def test_mtp_split_qkv_bf16(root):
+    """V2-Flash ships split q/k/v for its MTP layers; a bf16 copy converts exactly."""
+    folder = root / "mtp_split"
+    geo = mf.Geometry(experts=2)
+    truth = mf.write_synthetic_checkpoint(folder, geo, model_type="mimo_v2_flash", linear="bf16", experts="bf16",
+                                          fused_qkv=False, extras=False, mtp_layers=2, seed=22)
+    g = G(convert_mimo2(folder, root / "mtp_split.gguf").out_path)
+    assert g.kv["mimo2.block_count"] == geo.layers + 2 and g.kv["mimo2.nextn_predict_layers"] == 2
+    assert set(g.t) == expected_names(geo, mtp=2)
+    for k in range(2):
+        for p in "qkv":
+            got = g.deq(f"blk.{geo.layers + k}.attn_{p}.weight")
+            assert g.type(f"blk.{geo.layers + k}.attn_{p}.weight") == QT.BF16
+            assert np.array_equal(got, mf.bf16_round(truth[f"model.mtp.layers.{k}.{p}"])), (k, p)
+    assert g.ne(f"blk.{geo.layers}.attn_k.weight") == [geo.hidden, geo.kv_swa * 192]
+
+
+def test_no_mtp_skips_them(mtp_converted, root, capsys):
+    folder, _, with_mtp = mtp_converted["pro"]
+    geo = MTP_CASES["pro"]
+    rep = convert_mimo2(folder, root / "no_mtp.gguf", dtype="f32", mtp=False)
+    g = G(rep.out_path)
+    assert g.kv["mimo2.block_count"] == geo.layers and "mimo2.nextn_predict_layers" not in g.kv
+    assert "mimo2.nextn.qkv_layout" not in g.kv and g.kv["mimo2.attention.head_count_kv"] == [2] * geo.layers
+    assert set(g.t) == expected_names(geo) and rep.mtp_layers == 0
+    assert rep.skipped == {"model.mtp.": 3 * 16}  # 16 tensors per FP8 MTP layer (spec/mtp.md §1.1)
+    # the trunk is the same file either way
+    g_mtp = G(with_mtp.out_path)
+    assert all(np.array_equal(g.deq(n), g_mtp.deq(n)) for n in ("blk.3.attn_q.weight", "output.weight"))
+
+    from mimo_ggml.cli import main
+
+    out = root / "cli-no-mtp.gguf"
+    assert main(["convert", "mimo2", str(folder), str(out), "--no-mtp"]) == 0
+    assert int(gguf.GGUFReader(out).fields["mimo2.block_count"].contents()) == geo.layers
+    out = root / "cli-mtp.gguf"
+    assert main(["convert", "mimo2", str(folder), str(out)]) == 0
+    assert int(gguf.GGUFReader(out).fields["mimo2.nextn_predict_layers"].contents()) == 3
+
+
+def test_mtp_missing_tensor_and_numbering_are_named(root):
+    folder = root / "mtp_broken"
+    geo = mf.PRO_GEOMETRY.replace(experts=2)
+    mf.write_synthetic_checkpoint(folder, geo, linear="bf16", experts="bf16", extras=False, mtp_layers=2)
+    f = folder / "model_mtp.safetensors"
+    t = load_file(str(f))
+    del t["model.mtp.layers.1.final_layernorm.weight"]
+    save_file(t, str(f), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"missing tensor model\.mtp\.layers\.1\.final_layernorm\.weight"):
+        convert_mimo2(folder, root / "mtp_broken.gguf")
+    t = {n.replace("layers.1.", "layers.2."): v for n, v in t.items()}
+    save_file(t, str(f), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"MTP layers \[0, 2\] are not numbered 0..1"):
+        convert_mimo2(folder, root / "mtp_broken.gguf")
+    assert not (root / "mtp_broken.gguf").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -495,7 +495,7 @@ def _cmd_convert(args) -> int:
         from .convert.mimo2 import convert_mimo2
 
         convert_mimo2(args.source, out, dtype=args.dtype, expert_type=args.expert_type,
-                      swa_window_keys=args.swa_window_keys, fuse_qkv=args.fuse_qkv)
+                      swa_window_keys=args.swa_window_keys, fuse_qkv=args.fuse_qkv, mtp=not args.no_mtp)
     print(out)
     return 0
 
@@ -668,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "checkpoint's window + 1, 129 for the releases as SGLang / transformers; 128: vLLM / "
                            "llama.cpp)")
     conv.add_argument("--fuse-qkv", action="store_true", help="mimo2: write a fused attn_qkv")
+    conv.add_argument("--no-mtp", action="store_true",
+                      help="mimo2: leave out the multi-token-prediction layers (exported by default as blocks "
+                           "after the trunk, mimo2.nextn_predict_layers)")
     conv.add_argument("--target-vocab", type=int, default=None,
                       help="dflash: vocabulary size of the target whose embedding and head the drafter borrows "
                            "(checked against the mask token id, stored as dflash-draft.vocab_size)")

@@ -22,18 +22,30 @@ Metadata written (``{a}`` = ``mimo2``)::
     {a}.expert_count, .expert_used_count, .expert_feed_forward_length
     {a}.expert_gating_func = 2 (sigmoid), .expert_weights_norm, .expert_weights_scale,
     {a}.leading_dense_block_count
+    {a}.nextn_predict_layers            MTP layers exported (only when there are any, spec/mtp.md §5)
   mimo-ggml's own keys (llama.cpp ignores them):
     {a}.attention.sliding_window_keys   keys a SWA query sees, current token included (default: the
                                         config's window + 1, 129 for the releases, §3.3)
     {a}.attention.swa_sinks / .full_sinks   bools: which layer kinds carry attn_sinks
+    {a}.nextn.qkv_layout = "global"     MTP q/k/v rows de-chunked to [Q; K; V] (tells our files
+                                        from llama.cpp's, whose MTP attn_qkv may stay TP-chunked)
     tokenizer.ggml.* (gpt2 BPE) when the folder has a tokenizer.json
 
 Tensors: ``token_embd``, ``output_norm``, ``output``, and per block ``attn_norm``,
 ``attn_q/k/v`` (or ``attn_qkv`` with ``fuse_qkv=True``; rows global [Q;K;V]),
 ``attn_output``, ``attn_sinks`` (F32 [nh]), ``ffn_norm``, dense ``ffn_gate/up/down``,
 ``ffn_gate_inp`` (F32), ``exp_probs_b.bias`` (F32), ``ffn_{gate,up,down}_exps``
-(3-D, ggml ne {K, N, E}).  Norms are F32.  MTP blocks and the omni towers are
-skipped and reported.
+(3-D, ggml ne {K, N, E}).  Norms are F32.
+
+MTP layers ``model.mtp.layers.{k}`` become blocks ``blk.{L+k}`` (spec/mtp.md
+§5): ``block_count`` = L + n_mtp, the per-layer arrays get SWA entries for
+them, and each carries ``nextn.enorm``, ``nextn.hnorm``, ``nextn.eh_proj``
+(ne {2H, H}, embedding half first), ``attn_norm``, ``attn_qkv`` or
+``attn_q/k/v`` (as the trunk: SWA geometry, a TP-chunked fused qkv
+de-chunked with ``ckpt_tp = num_key_value_heads``), ``attn_output``,
+``attn_sinks``, ``ffn_norm`` (pre_mlp_layernorm), dense ``ffn_gate/up/down``
+and ``layer_output_norm`` (final_layernorm).  ``mtp=False`` leaves them out.
+The omni towers are skipped and reported.
 """
 
 from __future__ import annotations
@@ -62,8 +74,11 @@ KEY_WINDOW_KEYS = f"{ARCH}.attention.sliding_window_keys"
 KEY_SWA_SINKS = f"{ARCH}.attention.swa_sinks"
 KEY_FULL_SINKS = f"{ARCH}.attention.full_sinks"
 KEY_VALUE_SCALE = f"{ARCH}.attention.value_scale"
+KEY_NEXTN_QKV_LAYOUT = f"{ARCH}.nextn.qkv_layout"
+NEXTN_QKV_LAYOUT = "global"  # our MTP q/k/v rows are global [Q; K; V], never TP-chunked
+MTP_PREFIX = "model.mtp."
 
-SKIPPED_PREFIXES = ("model.mtp.", "visual.", "audio_encoder.", "speech_embeddings.")
+SKIPPED_PREFIXES = (MTP_PREFIX, "visual.", "audio_encoder.", "speech_embeddings.")  # MTP: only with mtp=False
 SUPPORTED_MODEL_TYPES = ("mimo_v2_flash", "mimo_v2")
 SUPPORTED_ARCHITECTURES = ("MiMoV2FlashForCausalLM", "MiMoV2ForCausalLM")
 FLOAT_TYPES = ("bf16", "f16", "f32")
@@ -502,6 +517,7 @@ class Mimo2ConversionReport:
     ignored: list[str]
     tokenizer_written: bool
     warnings: list[str] = field(default_factory=list)
+    mtp_layers: int = 0  # MTP blocks written after the trunk
 
 
 _FILE_TYPES = {
@@ -520,7 +536,7 @@ _EXPERT_TYPES = FLOAT_TYPES + ("mxfp4", "q4_0", "q5_0", "q4_1", "q8_0")
 class _Converter:
     """One conversion: config + formats -> a validated plan of tensors -> a streamed GGUF."""
 
-    def __init__(self, src_dir, dtype, expert_type, swa_window_keys, qkv_layout, fuse_qkv, qkv_tp):
+    def __init__(self, src_dir, dtype, expert_type, swa_window_keys, qkv_layout, fuse_qkv, qkv_tp, mtp=True):
         self.ckpt = Checkpoint(src_dir)
         self.hp = read_mimo2_hparams(self.ckpt.config, self.ckpt)
         self.scheme = _read_scheme(self.ckpt.config)
@@ -554,6 +570,20 @@ class _Converter:
             raise InvalidArgumentError(f"qkv_layout must be None, 'tp_chunked' or 'global_q_k_v', not {qkv_layout!r}")
         self.qkv_layout = qkv_layout
         self.qkv_tp = self._resolve_tp(qkv_tp)
+        # spec/mtp.md §1.1: the MTP qkv_proj is chunked over num_key_value_heads ranks (vLLM's ckpt_tp)
+        self.mtp_qkv_tp = int(qkv_tp) if qkv_tp is not None else self.hp.n_head_kv_full
+        self.n_mtp = self._count_mtp_layers() if mtp else 0
+
+    def _count_mtp_layers(self) -> int:
+        found = set()
+        for name in self.ckpt.items(MTP_PREFIX + "layers."):
+            idx = name[len(MTP_PREFIX + "layers."):].split(".", 1)[0]
+            if not idx.isdigit():
+                raise ModelLoadError(f"cannot read the MTP layer index of {name}")
+            found.add(int(idx))
+        if found and found != set(range(len(found))):
+            raise ModelLoadError(f"MTP layers {sorted(found)} are not numbered 0..{len(found) - 1}")
+        return len(found)
 
     def _resolve_tp(self, qkv_tp) -> int:
         if qkv_tp is not None:
@@ -595,19 +625,19 @@ class _Converter:
             return
         self._add(gguf_name, shape, t, lambda: fmt.float_to_ggml(self.src.float_matrix(prefix), t))
 
-    def _plan_attention(self, il: int) -> None:
+    def _plan_attention(self, base: str, blk: str, nkv: int, tp: int) -> None:
+        """q/k/v of one block: ``base`` is the HF ``...self_attn`` prefix, ``nkv`` its KV heads,
+        ``tp`` the checkpoint TP ranks a chunked fused ``qkv_proj`` was split over."""
         hp = self.hp
-        nh, nkv, dqk, dv, H = hp.n_head, hp.n_head_kv(il), hp.head_dim, hp.v_head_dim, hp.n_embd
-        base = f"model.layers.{il}.self_attn"
+        nh, dqk, dv, H = hp.n_head, hp.head_dim, hp.v_head_dim, hp.n_embd
         shapes = {"q": (nh * dqk, H), "k": (nkv * dqk, H), "v": (nkv * dv, H)}
         fused = f"{base}.qkv_proj"
-        blk = f"blk.{il}"
         if self.src.kind(fused) is not None:
             rows = nh * dqk + nkv * (dqk + dv)
             rpc = None
             if self.qkv_layout == "tp_chunked":
                 try:
-                    rpc = sum(fmt.qkv_chunk_rows(nh, nkv, dqk, dv, self.qkv_tp))
+                    rpc = sum(fmt.qkv_chunk_rows(nh, nkv, dqk, dv, tp))
                 except ModelLoadError as exc:
                     self.problems.append(f"{fused}: {exc}")
                     return
@@ -615,26 +645,23 @@ class _Converter:
             if kind is None:
                 return
 
-            def parts(il=il, fused=fused, rpc=rpc, kind=kind):
-                key = f"qkv{il}"
-                if key not in self._memo:
+            def parts():
+                if blk not in self._memo:
                     w = self.src.float_matrix(fused, rpc if kind == "fp8" else None)
-                    q, k, v = fmt.split_fused_qkv(
-                        w, nh=nh, nkv=nkv, dqk=dqk, dv=dv, tp=self.qkv_tp, layout=self.qkv_layout
-                    )
-                    self._memo[key] = {"q": q, "k": k, "v": v}
-                return self._memo[key]
+                    q, k, v = fmt.split_fused_qkv(w, nh=nh, nkv=nkv, dqk=dqk, dv=dv, tp=tp, layout=self.qkv_layout)
+                    self._memo[blk] = {"q": q, "k": k, "v": v}
+                return self._memo[blk]
 
-            def one(part, parts=parts, il=il):
+            def one(part):
                 arr = parts()[part]
                 if part == "v":  # the last of the three to be written
-                    self._memo.pop(f"qkv{il}", None)
+                    self._memo.pop(blk, None)
                 return fmt.float_to_ggml(arr, self.dtype)
 
             if self.fuse_qkv:
-                def fused_out(parts=parts, il=il):
+                def fused_out():
                     p = parts()
-                    self._memo.pop(f"qkv{il}", None)
+                    self._memo.pop(blk, None)
                     return fmt.float_to_ggml(np.concatenate([p["q"], p["k"], p["v"]]), self.dtype)
 
                 self._add(f"{blk}.attn_qkv.weight", (rows, H), self.dtype, fused_out)
@@ -658,14 +685,34 @@ class _Converter:
             for p in ("q", "k", "v"):
                 self._matrix(f"{blk}.attn_{p}.weight", f"{base}.{p}_proj", shapes[p])
 
-    def _plan_sinks(self, il: int) -> None:
-        hp = self.hp
-        name = f"model.layers.{il}.self_attn.attention_sink_bias"
-        wanted = hp.swa_sinks if hp.swa_pattern[il] else hp.full_sinks
+    def _plan_sinks(self, hf_name: str, blk: str, wanted: bool) -> None:
         if wanted:
-            self._vector(f"blk.{il}.attn_sinks.weight", name, hp.n_head)
-        elif name in self.ckpt:
-            self._warn(f"{name} present but the config disables sinks for this layer kind; not written")
+            self._vector(f"{blk}.attn_sinks.weight", hf_name, self.hp.n_head)
+        elif hf_name in self.ckpt:
+            self._warn(f"{hf_name} present but the config disables sinks for this layer kind; not written")
+
+    def _plan_dense_mlp(self, mlp: str, blk: str) -> None:
+        hp, H = self.hp, self.hp.n_embd
+        for p, shape in (("gate", (hp.n_ff, H)), ("up", (hp.n_ff, H)), ("down", (H, hp.n_ff))):
+            self._matrix(f"{blk}.ffn_{p}.weight", f"{mlp}.{p}_proj", shape)
+
+    def _plan_mtp(self, k: int) -> None:
+        """MTP layer k -> blk.{L+k} (spec/mtp.md §1.1 / §5): an SWA block with a dense MLP."""
+        hp, H = self.hp, self.hp.n_embd
+        mp, blk = f"{MTP_PREFIX}layers.{k}", f"blk.{hp.n_layer + k}"
+        if hp.n_head_kv_swa <= 0:
+            self.problems.append(f"{mp}: MTP layers are SWA layers but the config gives no swa_num_key_value_heads")
+            return
+        self._vector(f"{blk}.nextn.enorm.weight", f"{mp}.enorm.weight", H)
+        self._vector(f"{blk}.nextn.hnorm.weight", f"{mp}.hnorm.weight", H)
+        self._matrix(f"{blk}.nextn.eh_proj.weight", f"{mp}.eh_proj", (H, 2 * H))  # ne {2H, H}
+        self._vector(f"{blk}.attn_norm.weight", f"{mp}.input_layernorm.weight", H)
+        self._plan_attention(f"{mp}.self_attn", blk, hp.n_head_kv_swa, self.mtp_qkv_tp)
+        self._matrix(f"{blk}.attn_output.weight", f"{mp}.self_attn.o_proj", (H, hp.n_head * hp.v_head_dim))
+        self._plan_sinks(f"{mp}.self_attn.attention_sink_bias", blk, hp.swa_sinks)
+        self._vector(f"{blk}.ffn_norm.weight", f"{mp}.pre_mlp_layernorm.weight", H)
+        self._plan_dense_mlp(f"{mp}.mlp", blk)
+        self._vector(f"{blk}.layer_output_norm.weight", f"{mp}.final_layernorm.weight", H)
 
     def _plan_experts(self, il: int) -> None:
         hp = self.hp
@@ -762,9 +809,10 @@ class _Converter:
         for il in range(hp.n_layer):
             lp, blk = f"model.layers.{il}", f"blk.{il}"
             self._vector(f"{blk}.attn_norm.weight", f"{lp}.input_layernorm.weight", H)
-            self._plan_attention(il)
+            self._plan_attention(f"{lp}.self_attn", blk, hp.n_head_kv(il), self.qkv_tp)
             self._matrix(f"{blk}.attn_output.weight", f"{lp}.self_attn.o_proj", (H, hp.n_head * hp.v_head_dim))
-            self._plan_sinks(il)
+            self._plan_sinks(f"{lp}.self_attn.attention_sink_bias", blk,
+                             hp.swa_sinks if hp.swa_pattern[il] else hp.full_sinks)
             self._vector(f"{blk}.ffn_norm.weight", f"{lp}.post_attention_layernorm.weight", H)
             if hp.moe_pattern[il]:
                 # router in F32 (§4: the routing GEMM runs in fp32)
@@ -772,8 +820,9 @@ class _Converter:
                 self._vector(f"{blk}.exp_probs_b.bias", f"{lp}.mlp.gate.e_score_correction_bias", hp.n_expert)
                 self._plan_experts(il)
             else:
-                for p, shape in (("gate", (hp.n_ff, H)), ("up", (hp.n_ff, H)), ("down", (H, hp.n_ff))):
-                    self._matrix(f"{blk}.ffn_{p}.weight", f"{lp}.mlp.{p}_proj", shape)
+                self._plan_dense_mlp(f"{lp}.mlp", blk)
+        for k in range(self.n_mtp):
+            self._plan_mtp(k)
         self._vector("output_norm.weight", "model.norm.weight", H)
         if "lm_head.weight" in ck or not hp.tie_word_embeddings:
             self._matrix("output.weight", "lm_head", (V, H))
@@ -805,19 +854,23 @@ class _Converter:
         if main_type not in FLOAT_TYPES:
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_vocab_size(hp.n_vocab)
-        w.add_block_count(hp.n_layer)
+        w.add_block_count(hp.n_layer + self.n_mtp)
+        if self.n_mtp:
+            w.add_nextn_predict_layers(self.n_mtp)
+            w.add_string(KEY_NEXTN_QKV_LAYOUT, NEXTN_QKV_LAYOUT)
         w.add_context_length(hp.n_ctx_train)
         w.add_embedding_length(hp.n_embd)
         w.add_feed_forward_length(hp.n_ff)
         w.add_head_count(hp.n_head)
-        w.add_head_count_kv([hp.n_head_kv(il) for il in range(hp.n_layer)])
+        # MTP blocks are SWA layers (spec/mtp.md §1.3): their entries follow the trunk's
+        w.add_head_count_kv([hp.n_head_kv(il) for il in range(hp.n_layer)] + [hp.n_head_kv_swa] * self.n_mtp)
         w.add_key_length(hp.head_dim)
         w.add_value_length(hp.v_head_dim)
         w.add_rope_dimension_count(hp.n_rot)
         w.add_rope_freq_base(hp.rope_theta)
         w.add_rope_freq_base_swa(hp.rope_theta_swa)
         w.add_sliding_window(hp.sliding_window)
-        w.add_sliding_window_pattern([int(x) for x in hp.swa_pattern])
+        w.add_sliding_window_pattern([int(x) for x in hp.swa_pattern] + [1] * self.n_mtp)
         w.add_layer_norm_rms_eps(hp.rms_eps)
         w.add_float32(KEY_VALUE_SCALE, hp.value_scale)
         w.add_expert_count(hp.n_expert)
@@ -916,7 +969,8 @@ class _Converter:
         for name in self.ckpt.names():
             if name in self.src.used:
                 continue
-            pre = next((p for p in SKIPPED_PREFIXES if name.startswith(p)), None)
+            pre = next((p for p in SKIPPED_PREFIXES if name.startswith(p) and not (p == MTP_PREFIX and self.n_mtp)),
+                       None)
             if pre:
                 skipped[pre] = skipped.get(pre, 0) + 1
             else:
@@ -934,6 +988,7 @@ class _Converter:
             ignored=sorted(ignored),
             tokenizer_written=has_tok,
             warnings=self.warnings,
+            mtp_layers=self.n_mtp,
         )
 
 
@@ -947,6 +1002,7 @@ def convert_mimo2(
     qkv_layout: str | None = None,
     fuse_qkv: bool = False,
     qkv_tp: int | None = None,
+    mtp: bool = True,
 ) -> Mimo2ConversionReport:
     """Convert a MiMo-V2 Hugging Face folder to a ``mimo2`` GGUF.
 
@@ -969,22 +1025,25 @@ def convert_mimo2(
         ``conversion_metadata.qkv_layout`` and defaults to ``"tp_chunked"``.
     fuse_qkv: write ``attn_qkv`` (global [Q;K;V] rows) instead of ``attn_q/k/v``.
     qkv_tp: checkpoint TP ranks of a chunked ``qkv_proj``; default the index's
-        ``tp_size`` if present, else ``num_key_value_heads``.
+        ``tp_size`` if present, else ``num_key_value_heads`` (MTP layers:
+        always ``num_key_value_heads`` unless given, spec/mtp.md §1.1).
+    mtp: export the checkpoint's ``model.mtp.layers.*`` as blocks after the
+        trunk (default); False skips them (block_count = L, no nextn keys).
 
     Raises ModelLoadError naming missing or ill-shaped tensors (all of them),
     UnsupportedModelError for configs outside spec/moe.md (naming what is
     supported) and InvalidArgumentError for bad arguments.  Nothing is left at
     ``out_path`` on failure.
     """
-    conv = _Converter(src_dir, dtype, expert_type, swa_window_keys, qkv_layout, fuse_qkv, qkv_tp)
+    conv = _Converter(src_dir, dtype, expert_type, swa_window_keys, qkv_layout, fuse_qkv, qkv_tp, mtp)
     conv._resolve_sinks()
     conv.build_plan()
     report = conv.write(Path(out_path))
     log.info(
-        "wrote %s: %d tensors, dtype %s, experts %s%s",
+        "wrote %s: %d tensors, dtype %s, experts %s, %d MTP layers%s",
         report.out_path, report.n_tensors, report.dtype,
         sorted({t for n, t in report.tensor_types.items() if n.endswith("_exps.weight")}) or "-",
-        "" if report.tokenizer_written else ", no tokenizer",
+        report.mtp_layers, "" if report.tokenizer_written else ", no tokenizer",
     )
     return report
 
@@ -1000,11 +1059,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qkv-layout", choices=("tp_chunked", "global_q_k_v"))
     ap.add_argument("--qkv-tp", type=int)
     ap.add_argument("--fuse-qkv", action="store_true")
+    ap.add_argument("--no-mtp", action="store_true", help="leave out the MTP layers")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     convert_mimo2(
         a.src, a.out, dtype=a.dtype, expert_type=a.expert_type, swa_window_keys=a.swa_window_keys,
-        qkv_layout=a.qkv_layout, fuse_qkv=a.fuse_qkv, qkv_tp=a.qkv_tp,
+        qkv_layout=a.qkv_layout, fuse_qkv=a.fuse_qkv, qkv_tp=a.qkv_tp, mtp=not a.no_mtp,
     )
     return 0
 
