@@ -16,6 +16,14 @@ Public API::
     ref = Mimo2Reference(folder, window_keys=129)
     logits = ref.logits(token_ids)          # numpy float32 (T, vocab), no KV cache
     ids = ref.greedy(prompt_ids, n)         # n greedy tokens (full recompute per step)
+    hs = ref.hidden_states(token_ids, [0, 2, 5])
+        # {0: (T, H), 2: ..., 5: ...} residual stream after those decoder layers (pre-final-norm,
+        # the last layer's too), plus hs["post_norm"] = model.norm of the last layer's output
+    ref.embedding(), ref.lm_head()          # numpy float32 (vocab, H)
+
+The math helpers ``rms_norm``, ``rope_neox`` and ``attend_with_sinks`` are
+shared with the DFlash and MTP references (spec/dflash.md §3.3 and
+spec/mtp.md §1.3 give their sinks and RoPE the backbone's semantics).
 """
 
 from __future__ import annotations
@@ -69,6 +77,42 @@ def _fp8(codes: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], rows_
     return out
 
 
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last axis, weight multiplied directly."""
+    return w.to(torch.float32) * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
+
+
+def rope_neox(x: torch.Tensor, pos: torch.Tensor, theta: float, n_rot: int) -> torch.Tensor:
+    """§3.2: NeoX rotate-half on the first n_rot dims of each head (pairs i, i + n_rot/2); x (T, heads, d)."""
+    half = n_rot // 2
+    inv = 1.0 / theta ** (torch.arange(half, dtype=torch.float64) * 2 / n_rot)
+    ang = pos[:, None].to(torch.float64) * inv[None, :]
+    cos, sin = ang.cos().to(torch.float32)[:, None, :], ang.sin().to(torch.float32)[:, None, :]
+    x1, x2, rest = x[..., :half], x[..., half:n_rot], x[..., n_rot:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+
+
+def attend_with_sinks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor,
+                      sinks: torch.Tensor | None) -> torch.Tensor:
+    """Softmax attention, q (Tq, nh, d), k (Tk, nkv, d), v (Tk, nkv, dv), visible (Tq, Tk) bool.
+
+    Query head h uses KV head h // (nh / nkv); scale 1/sqrt(d); a sink (§3.4) is
+    one extra unscaled logit per head in the denominator, with no value.
+    Returns (Tq, nh * dv).
+    """
+    nh, nkv = q.shape[1], k.shape[1]
+    k = k.repeat_interleave(nh // nkv, dim=1)
+    v = v.repeat_interleave(nh // nkv, dim=1)
+    s = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(~visible[None], float("-inf"))
+    if sinks is not None:
+        sink = sinks.to(torch.float32)[:, None, None].expand(nh, q.shape[0], 1)
+        p = torch.softmax(torch.cat([s, sink], dim=-1), dim=-1)[..., :-1]
+    else:
+        p = torch.softmax(s, dim=-1)
+    return torch.einsum("hij,jhd->ihd", p, v).reshape(q.shape[0], -1)
+
+
 class Mimo2Reference:
     """The decoder of spec §3–§4 over a checkpoint folder (float32 throughout)."""
 
@@ -103,7 +147,6 @@ class Mimo2Reference:
         rsf = cfg.get("routed_scaling_factor")
         self.rsf = 1.0 if rsf is None else float(rsf)
         self.window_keys = window_keys
-        self.fused = cfg.get("attention_projection_layout") == "fused_qkv"
         conv = cfg.get("conversion_metadata") or {}
         self.global_qkv = conv.get("qkv_layout") == "global_q_k_v"
         self.tp = int(meta.get("tp_size") or cfg["num_key_value_heads"])
@@ -123,15 +166,17 @@ class Mimo2Reference:
         return w.to(torch.float32)
 
     def qkv(self, il: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        p = f"model.layers.{il}.self_attn"
-        nh, nkv, dk, dv = self.nh, self.nkv[il], self.dk, self.dv
-        if not self.fused:
+        return self.qkv_weights(f"model.layers.{il}.self_attn", self.nkv[il], self.tp)
+
+    def qkv_weights(self, p: str, nkv: int, tp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Head-ordered Wq, Wk, Wv of the attention at prefix ``p`` (split, or fused over ``tp`` ranks)."""
+        nh, dk, dv = self.nh, self.dk, self.dv
+        if p + ".qkv_proj.weight" not in self.t:
             return self.weight(p + ".q_proj"), self.weight(p + ".k_proj"), self.weight(p + ".v_proj")
         if self.global_qkv:
             w = self.weight(p + ".qkv_proj")
             return w[: nh * dk], w[nh * dk : (nh + nkv) * dk], w[(nh + nkv) * dk :]
         # §6.1: tp chunks of [Q_c | K_c | V_c]
-        tp = self.tp
         qc, kc, vc = nh // tp * dk, nkv // tp * dk, nkv // tp * dv
         rpc = qc + kc + vc
         w = self.weight(p + ".qkv_proj", rows_per_chunk=rpc)
@@ -141,42 +186,31 @@ class Mimo2Reference:
 
     # -- math --------------------------------------------------------------------------------
     def rms(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        w = self.t[name].to(torch.float32)
-        return w * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps))
+        return rms_norm(x, self.t[name], self.eps)
 
     def rope(self, x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
-        """§3.2: NeoX rotate-half on the first n_rot dims of each head; x (T, heads, dk)."""
-        half = self.n_rot // 2
-        inv = 1.0 / theta ** (torch.arange(half, dtype=torch.float64) * 2 / self.n_rot)
-        ang = pos[:, None].to(torch.float64) * inv[None, :]
-        cos, sin = ang.cos().to(torch.float32)[:, None, :], ang.sin().to(torch.float32)[:, None, :]
-        x1, x2, rest = x[..., :half], x[..., half : self.n_rot], x[..., self.n_rot :]
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+        return rope_neox(x, pos, theta, self.n_rot)
 
     def attention(self, il: int, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return self.self_attention(f"model.layers.{il}.self_attn", x, pos, nkv=self.nkv[il], tp=self.tp,
+                                   theta=self.theta[il], window_keys=self.window_keys if self.swa[il] else None)
+
+    def self_attention(self, p: str, x: torch.Tensor, pos: torch.Tensor, *, nkv: int, tp: int, theta: float,
+                       window_keys: int | None) -> torch.Tensor:
+        """Causal attention of the rows ``x`` at positions ``pos`` (SWA when window_keys is set),
+        with the sinks at ``{p}.attention_sink_bias`` if the checkpoint has them."""
         T = x.shape[0]
-        nh, nkv, dk, dv = self.nh, self.nkv[il], self.dk, self.dv
-        wq, wk, wv = self.qkv(il)
-        q = self.rope((x @ wq.T).view(T, nh, dk), pos, self.theta[il])
-        k = self.rope((x @ wk.T).view(T, nkv, dk), pos, self.theta[il])
+        nh, dk, dv = self.nh, self.dk, self.dv
+        wq, wk, wv = self.qkv_weights(p, nkv, tp)
+        q = self.rope((x @ wq.T).view(T, nh, dk), pos, theta)
+        k = self.rope((x @ wk.T).view(T, nkv, dk), pos, theta)
         v = (x @ wv.T).view(T, nkv, dv) * self.value_scale
-        g = nh // nkv
-        k = k.repeat_interleave(g, dim=1)  # query head h uses KV head h // g
-        v = v.repeat_interleave(g, dim=1)
-        s = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(dk)
         i, j = pos[:, None], pos[None, :]
         visible = j <= i
-        if self.swa[il]:
-            visible = visible & (i - j < self.window_keys)
-        s = s.masked_fill(~visible[None], float("-inf"))
-        sink_name = f"model.layers.{il}.self_attn.attention_sink_bias"
-        if sink_name in self.t:  # §3.4: denominator-only logit per head, unscaled
-            sink = self.t[sink_name].to(torch.float32)[:, None, None].expand(nh, T, 1)
-            p = torch.softmax(torch.cat([s, sink], dim=-1), dim=-1)[..., :-1]
-        else:
-            p = torch.softmax(s, dim=-1)
-        o = torch.einsum("hij,jhd->ihd", p, v).reshape(T, nh * dv)
-        return o @ self.weight(f"model.layers.{il}.self_attn.o_proj").T
+        if window_keys is not None:
+            visible = visible & (i - j < window_keys)
+        o = attend_with_sinks(q, k, v, visible, self.t.get(p + ".attention_sink_bias"))
+        return o @ self.weight(p + ".o_proj").T
 
     def mlp(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
         g, u, d = (self.weight(f"{prefix}.{n}_proj") for n in ("gate", "up", "down"))
@@ -195,18 +229,44 @@ class Mimo2Reference:
             out[rows] += w[rows, slot, None] * self.mlp(f"{p}.experts.{e}", x[rows])
         return out
 
-    @torch.no_grad()
-    def logits(self, ids) -> np.ndarray:
+    def _decoder(self, ids, keep: frozenset[int] = frozenset()) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """Residual stream after each layer in ``keep``, and the last layer's output after model.norm."""
         ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
         pos = torch.arange(ids.shape[0])
         h = self.t["model.embed_tokens.weight"].to(torch.float32)[ids]
+        kept = {}
         for il in range(self.n_layer):
             lp = f"model.layers.{il}"
             h = h + self.attention(il, self.rms(h, f"{lp}.input_layernorm.weight"), pos)
             x = self.rms(h, f"{lp}.post_attention_layernorm.weight")
             h = h + (self.moe_block(il, x) if self.moe[il] else self.mlp(f"{lp}.mlp", x))
-        h = self.rms(h, "model.norm.weight")
+            if il in keep:
+                kept[il] = h
+        return kept, self.rms(h, "model.norm.weight")
+
+    @torch.no_grad()
+    def logits(self, ids) -> np.ndarray:
+        _, h = self._decoder(ids)
         return (h @ self.weight("lm_head").T).numpy()
+
+    @torch.no_grad()
+    def hidden_states(self, ids, layers) -> dict:
+        """{layer: (T, H) residual stream after that decoder layer} for ``layers`` (pre-final-norm, the
+        last layer included), and ``"post_norm"``: the last layer's output after model.norm."""
+        layers = [int(il) for il in layers]
+        bad = [il for il in layers if not 0 <= il < self.n_layer]
+        if bad:
+            raise ValueError(f"layers {bad} outside 0..{self.n_layer - 1}")
+        kept, post = self._decoder(ids, frozenset(layers))
+        out = {il: kept[il].numpy() for il in layers}
+        out["post_norm"] = post.numpy()
+        return out
+
+    def embedding(self) -> np.ndarray:
+        return self.t["model.embed_tokens.weight"].to(torch.float32).numpy()
+
+    def lm_head(self) -> np.ndarray:
+        return self.weight("lm_head").numpy()
 
     def greedy(self, prompt, n: int) -> list[int]:
         ids = list(int(i) for i in prompt)
