@@ -21,6 +21,7 @@
 #include "core/gguf_file.h"
 #include "core/sampling.h"
 #include "sessions/decode_session.h"
+#include "sessions/drafter.h"
 
 namespace py = pybind11;
 
@@ -88,19 +89,26 @@ struct RunnerHandle {
 };
 
 // A decode session as Python holds it: the native session, the lock that
-// keeps two Python threads from running it at once, and its KV type name.
+// keeps two Python threads from running it at once, its KV type name, and
+// an optional speculative drafter that follows every committed row.
 // Bound as _core.DecodeSession (bindings/decode_session.cpp).
 struct PyDecodeState {
+    std::unique_ptr<Drafter> drafter;  // declared first: destroyed after the session
     std::unique_ptr<DecodeSession> session;
     std::mutex mutex;
     std::string kv_type;
+    std::string draft_kind;     // "", "dflash" or "mtp"
+    int64_t draft_block = 0;    // default tokens per verify pass
     DecodeSession & get() {
         if (!session) fail(ErrorKind::InvalidArgument, "this session is closed");
         return *session;
     }
 };
-// Makes the Python object of a new decode session (GIL held).
-py::object make_decode_session(std::unique_ptr<DecodeSession> session, const std::string & kv_type);
+// Makes the Python object of a new decode session (GIL held); with a
+// drafter, the session captures the rows it reads.
+py::object make_decode_session(std::unique_ptr<DecodeSession> session, const std::string & kv_type,
+                               std::unique_ptr<Drafter> drafter = nullptr, const std::string & draft_kind = "",
+                               int64_t draft_block = 0);
 
 // The string-array metadata values of an open GGUF (absent keys left out),
 // read with the GIL held.
@@ -123,7 +131,7 @@ void bind_quantize(py::module_ & m);
 void bind_gguf_metadata(py::module_ & m);
 void bind_audio_tokenizer(py::module_ & m);
 void bind_asr_adapter(py::module_ & m);
-void bind_text_model(py::module_ & m);
+void bind_text_model(py::module_ & m);  // _core.TextModel and _core.DraftModel
 void bind_decode_session(py::module_ & m);
 void bind_asr_model(py::module_ & m);
 

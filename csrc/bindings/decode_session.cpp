@@ -1,6 +1,7 @@
 // Python classes _core.DecodeSession (a decode session on a loaded decoder:
-// eval, reset, truncate, and the generator) and _core.Generator (the shared
-// decode loop, one token per next() call), plus _core.Sampler for tests.
+// eval, reset, truncate, the generator, and with a speculative drafter its
+// proposals) and _core.Generator (the shared decode loop or the
+// speculative one, one token per next() call), plus _core.Sampler for tests.
 // Long calls release the GIL; the session's mutex keeps Python threads from
 // running one session at once (the Python wrappers serialize whole
 // operations on top of this).
@@ -10,14 +11,62 @@
 
 #include "bindings/common.h"
 #include "core/errors.h"
+#include "sessions/speculative.h"
 #include "sessions/token_generator.h"
 
 namespace mimo::bindings {
 namespace {
 
+// Appends token rows to the session; with a drafter, chunk by chunk, each
+// chunk's captured rows committed to it. Outputs of the last n_out rows.
+DecodeOutput eval_committed(PyDecodeState & st, const int32_t * ids, int64_t n, int64_t n_out, bool want_hidden) {
+    DecodeSession & s = st.get();
+    DecodeRows rows;
+    rows.tokens = ids;
+    if (!st.drafter) return s.eval(rows, n, n_out, want_hidden);
+    if (n <= 0) fail(ErrorKind::InvalidArgument, "eval needs at least one position");
+    DecodeOutput all;
+    const int64_t first_out = n - n_out;
+    for (int64_t done = 0; done < n;) {
+        const int64_t m = std::min(s.max_batch(), n - done);
+        const int64_t chunk_out = std::max<int64_t>(0, done + m - std::max(first_out, done));
+        const int64_t p0 = s.n_past();
+        rows.tokens = ids + done;
+        DecodeOutput o = s.eval(rows, m, std::max<int64_t>(chunk_out, 1), want_hidden);
+        st.drafter->commit(p0, ids + done, o.captured.data(), m);
+        if (chunk_out > 0) {
+            all.logits.insert(all.logits.end(), o.logits.begin(), o.logits.end());
+            all.hidden.insert(all.hidden.end(), o.hidden.begin(), o.hidden.end());
+            all.n_out += chunk_out;
+        }
+        done += m;
+    }
+    return all;
+}
+
+py::dict stats_dict(const DraftStats & st) {
+    py::dict d;
+    d["rounds"] = st.rounds;
+    d["proposed"] = st.proposed;
+    d["accepted"] = st.accepted;
+    d["mean_accepted_length"] = st.mean_accepted_length();
+    std::vector<double> rate;
+    for (size_t i = 0; i < st.proposed_at.size(); ++i) {
+        rate.push_back(st.proposed_at[i] ? double(st.accepted_at[i]) / double(st.proposed_at[i]) : 0.0);
+    }
+    d["acceptance_by_position"] = rate;
+    d["proposed_by_position"] = st.proposed_at;
+    d["accepted_by_position"] = st.accepted_at;
+    d["draft_s"] = st.draft_s;
+    d["verify_s"] = st.verify_s;
+    return d;
+}
+
 class PyGenerator {
 public:
-    PyGenerator(std::shared_ptr<PyDecodeState> state, std::vector<int32_t> prompt, GenerationOptions options)
+    // spec: set for a session with a drafter (then the speculative loop runs)
+    PyGenerator(std::shared_ptr<PyDecodeState> state, std::vector<int32_t> prompt, GenerationOptions options,
+                std::optional<SpeculativeOptions> spec)
         : state_(std::move(state)) {
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(state_->mutex);
@@ -25,11 +74,16 @@ public:
         std::vector<float> logits;
         if (options.max_tokens > 0) {
             if (prompt.empty()) fail(ErrorKind::InvalidArgument, "the prompt is empty");
-            logits = s.eval_tokens(prompt.data(), int64_t(prompt.size()));
+            logits = eval_committed(*state_, prompt.data(), int64_t(prompt.size()), 1, false).logits;
         } else {
             logits.assign(size_t(s.model().n_vocab()), 0.0f);  // nothing will be sampled
         }
-        generator_.emplace(s, std::move(logits), std::move(options));
+        if (spec) {
+            speculative_ = std::make_unique<SpeculativeGenerator>(s, *state_->drafter, std::move(logits),
+                                                                  std::move(options), std::move(*spec));
+        } else {
+            plain_.emplace(s, std::move(logits), std::move(options));
+        }
     }
 
     py::object next() {
@@ -38,18 +92,22 @@ public:
             py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(state_->mutex);
             state_->get();  // raises once the session is closed
-            t = generator_->next();
+            t = speculative_ ? speculative_->next() : plain_->next();
         }
         if (!t) return py::none();
         return py::make_tuple(t->id, t->logprob, t->is_stop);
     }
 
-    std::string finish_reason() const { return finish_reason_name(generator_->finish_reason()); }
-    int64_t n_generated() const { return generator_->n_generated(); }
+    std::string finish_reason() const {
+        return finish_reason_name(speculative_ ? speculative_->finish_reason() : plain_->finish_reason());
+    }
+    int64_t n_generated() const { return speculative_ ? speculative_->n_generated() : plain_->n_generated(); }
+    py::object draft_stats() const { return speculative_ ? py::object(stats_dict(speculative_->stats())) : py::none(); }
 
 private:
     std::shared_ptr<PyDecodeState> state_;
-    std::optional<TokenGenerator> generator_;
+    std::optional<TokenGenerator> plain_;
+    std::unique_ptr<SpeculativeGenerator> speculative_;
 };
 
 std::vector<int32_t> id_list(py::handle ids) { return ids.is_none() ? std::vector<int32_t>{} : token_ids(ids); }
@@ -84,10 +142,14 @@ SamplerParams sampler_params(double temperature, int64_t top_k, double top_p, py
     return p;
 }
 
-py::object make_decode_session(std::unique_ptr<DecodeSession> session, const std::string & kv_type) {
+py::object make_decode_session(std::unique_ptr<DecodeSession> session, const std::string & kv_type,
+                               std::unique_ptr<Drafter> drafter, const std::string & draft_kind, int64_t draft_block) {
     auto state = std::make_shared<PyDecodeState>();
     state->session = std::move(session);
     state->kv_type = kv_type;
+    state->drafter = std::move(drafter);
+    state->draft_kind = draft_kind;
+    state->draft_block = draft_block;
     return py::cast(state);
 }
 
@@ -121,11 +183,15 @@ void bind_decode_session(py::module_ & m) {
                      rows.n_emb = n;
                  }
                  if (n_out < 0) n_out = n;  // -1: every position
+                 if (self.drafter && ids.empty()) {
+                     fail(ErrorKind::InvalidArgument, "a session with a drafter evaluates token ids, not embeddings");
+                 }
                  DecodeOutput out;
                  {
                      py::gil_scoped_release nogil;
                      std::lock_guard<std::mutex> lock(self.mutex);
-                     out = self.get().eval(rows, n, n_out, return_hidden);
+                     out = self.drafter ? eval_committed(self, ids.data(), n, n_out, return_hidden)
+                                        : self.get().eval(rows, n, n_out, return_hidden);
                  }
                  py::array_t<float> logits = float_array(out.logits, {out.n_out, n_vocab});
                  if (!return_hidden) return logits;
@@ -135,34 +201,87 @@ void bind_decode_session(py::module_ & m) {
              py::arg("return_hidden") = false)
         .def("generator",
              [](std::shared_ptr<S> self, py::handle prompt, int64_t max_tokens, double temperature, int64_t top_k,
-                double top_p, py::object seed, py::handle stop, py::handle banned) {
+                double top_p, py::object seed, py::handle stop, py::handle banned, bool speculative,
+                std::optional<int64_t> draft_block, py::object draft_override) {
                  GenerationOptions o;
                  o.sampler = sampler_params(temperature, top_k, top_p, seed);
                  o.stop_ids = id_list(stop);
                  o.banned = id_list(banned);
                  o.max_tokens = max_tokens;
-                 return std::make_unique<PyGenerator>(self, token_ids(prompt), std::move(o));
+                 std::optional<SpeculativeOptions> spec;
+                 if (speculative && self->drafter) {
+                     spec.emplace();
+                     spec->block = draft_block.value_or(self->draft_block);
+                     if (!draft_override.is_none()) {
+                         py::function fn = draft_override;
+                         spec->override_drafts = [fn](std::vector<int32_t> & drafts, int64_t start) {
+                             py::gil_scoped_acquire gil;
+                             drafts = token_ids(fn(drafts, start));
+                         };
+                     }
+                 } else if (!draft_override.is_none()) {
+                     fail(ErrorKind::InvalidArgument, "draft_override needs a session with a drafter");
+                 }
+                 return std::make_unique<PyGenerator>(self, token_ids(prompt), std::move(o), std::move(spec));
              },
              py::arg("prompt"), py::arg("max_tokens"), py::arg("temperature") = 0.0, py::arg("top_k") = 0,
              py::arg("top_p") = 1.0, py::arg("seed") = py::none(), py::arg("stop") = py::none(),
-             py::arg("banned") = py::none(),
-             "Evaluate prompt (appended to the context) and return a Generator of the next tokens")
+             py::arg("banned") = py::none(), py::arg("speculative") = true, py::arg("draft_block") = py::none(),
+             py::arg("draft_override") = py::none(),
+             "Evaluate prompt (appended to the context) and return a Generator of the next tokens (speculative when "
+             "the session has a drafter, unless speculative=False)")
+        .def("propose",
+             [](S & self, py::handle tokens, std::optional<int64_t> k) {
+                 if (!self.drafter) fail(ErrorKind::InvalidArgument, "this session has no drafter");
+                 std::vector<int32_t> ids = token_ids(tokens);
+                 if (ids.size() < 2) {
+                     fail(ErrorKind::InvalidArgument,
+                          "propose needs at least two tokens: the committed context and the anchor after it");
+                 }
+                 Draft d;
+                 int64_t n_vocab = 0;
+                 {
+                     py::gil_scoped_release nogil;
+                     std::lock_guard<std::mutex> lock(self.mutex);
+                     DecodeSession & s = self.get();
+                     n_vocab = s.model().n_vocab();
+                     s.reset();
+                     self.drafter->reset();
+                     const int64_t n = int64_t(ids.size()) - 1;
+                     eval_committed(self, ids.data(), n, 1, false);
+                     const int64_t kk = k.value_or(std::min(self.draft_block - 1, self.drafter->max_drafts()));
+                     d = self.drafter->propose(ids.back(), n, kk, [&](const float * row) {
+                         return argmax(row, n_vocab, {});
+                     });
+                 }
+                 return py::make_tuple(d.tokens, float_array(d.logits, {py::ssize_t(d.tokens.size()), n_vocab}));
+             },
+             py::arg("tokens"), py::arg("k") = py::none(),
+             "Reset, evaluate tokens[:-1], and return the drafter's greedy proposals after the anchor tokens[-1] "
+             "with the logits rows they came from")
         .def("reset", [](S & self) {
             std::lock_guard<std::mutex> lock(self.mutex);
             self.get().reset();
+            if (self.drafter) self.drafter->reset();
         })
         .def("truncate", [](S & self, int64_t n) {
             std::lock_guard<std::mutex> lock(self.mutex);
+            if (self.drafter && !self.drafter->can_truncate(n) && self.get().can_truncate(n)) {
+                fail(ErrorKind::InvalidArgument,
+                     strfmt("truncate(%lld): the drafter no longer holds that context; call reset()", (long long) n));
+            }
             self.get().truncate(n);
+            if (self.drafter) self.drafter->truncate(n);
         }, py::arg("n"))
         .def("can_truncate", [](S & self, int64_t n) {
             std::lock_guard<std::mutex> lock(self.mutex);
-            return self.get().can_truncate(n);
+            return self.get().can_truncate(n) && (!self.drafter || self.drafter->can_truncate(n));
         }, py::arg("n"))
         .def("close", [](S & self) {
             {
                 std::lock_guard<std::mutex> lock(self.mutex);
                 self.session.reset();
+                self.drafter.reset();
             }
             release_free_heap();
         })
@@ -173,6 +292,8 @@ void bind_decode_session(py::module_ & m) {
         .def_property_readonly("swa_window_keys", [](S & self) { return self.get().window_keys(); })
         .def_property_readonly("swa_slots", [](S & self) { return self.get().swa_slots(); })
         .def_property_readonly("kv_type", [](S & self) { return self.kv_type; })
+        .def_property_readonly("draft", [](S & self) { return self.draft_kind; })
+        .def_property_readonly("draft_block", [](S & self) { return self.draft_block; })
         .def_property_readonly("kv_bytes", [](S & self) { return self.get().kv().bytes(); })
         .def_property_readonly("kv_bytes_per_token", [](S & self) { return self.get().kv_bytes_per_token(); })
         .def_property_readonly("kv_bytes_swa", [](S & self) { return self.get().kv_bytes_swa(); });
@@ -180,7 +301,8 @@ void bind_decode_session(py::module_ & m) {
     py::class_<PyGenerator>(m, "Generator")
         .def("next", &PyGenerator::next, "(token id, log-probability, is_stop), or None when finished")
         .def_property_readonly("finish_reason", &PyGenerator::finish_reason)
-        .def_property_readonly("n_generated", &PyGenerator::n_generated);
+        .def_property_readonly("n_generated", &PyGenerator::n_generated)
+        .def_property_readonly("draft_stats", &PyGenerator::draft_stats);
 
     py::class_<Sampler>(m, "Sampler")
         .def(py::init([](double temperature, int64_t top_k, double top_p, py::object seed) {

@@ -73,10 +73,12 @@ ggml_backend_dev_t nth_gpu(const std::string & reg_prefix, int index) {
 
 // ---- backend loading -------------------------------------------------------
 
+#if defined(MIMO_GGML_DL)
 std::string dirname_of(const std::string & path) {
     const size_t slash = path.find_last_of("/\\");
     return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
 }
+#endif
 
 std::string basename_of(const std::string & path) {
     const size_t slash = path.find_last_of("/\\");

@@ -31,12 +31,19 @@ struct DecoderInputs {
     int64_t n_out = 1;        // the last n_out rows get outputs
     bool want_hidden = false;  // also output the final-norm hidden rows
     bool want_inputs = false;  // also output the joined input rows (a parity stage)
+    // also output, for every row, the residual stream after each of these
+    // layers (kCaptureFinalNorm: the final-norm hidden), concatenated; no
+    // row of the last layer is pruned then
+    std::vector<int32_t> capture;
 };
+
+inline constexpr int32_t kCaptureFinalNorm = -1;
 
 struct DecoderOutputs {
     ggml_tensor * logits = nullptr;  // (n_vocab, n_out)
     ggml_tensor * hidden = nullptr;  // (n_embd, n_out) when asked
     ggml_tensor * inputs = nullptr;  // (n_embd, T) when asked
+    ggml_tensor * captured = nullptr;  // (n_embd * capture.size(), T) when asked
 };
 
 class DecoderModel {
@@ -45,6 +52,7 @@ public:
     virtual int64_t n_vocab() const = 0;
     virtual int64_t n_embd() const = 0;
     virtual int64_t n_ctx_train() const = 0;
+    virtual int64_t n_layer() const = 0;
     virtual bool has_full_layers() const = 0;
     virtual bool has_swa_layers() const = 0;
     virtual int64_t default_window_keys() const { return 0; }  // keys a SWA query sees, itself included

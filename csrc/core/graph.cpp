@@ -51,13 +51,19 @@ ggml_tensor * rope_neox(ggml_context * ctx, ggml_tensor * x, ggml_tensor * posit
                          0.0f, 0.0f);
 }
 
+void cache_write(ggml_context * ctx, ggml_cgraph * gf, const KvCache & kv, size_t il, ggml_tensor * k, ggml_tensor * v,
+                 ggml_tensor * slots) {
+    const int64_t T = k->ne[2];
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(il), ggml_reshape_2d(ctx, k, k->ne[0] * k->ne[1], T), slots));
+    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(il), v, slots));
+}
+
 ggml_tensor * cached_attention(ggml_context * ctx, ggml_cgraph * gf, const KvCache & kv, size_t il, ggml_tensor * q,
                                ggml_tensor * k, ggml_tensor * v, ggml_tensor * slots, int64_t n_kv, ggml_tensor * mask,
                                float scale, ggml_tensor * sinks) {
-    const int64_t hd_k = k->ne[0], n_head_kv = k->ne[1], T = k->ne[2];
+    const int64_t hd_k = k->ne[0], n_head_kv = k->ne[1];
     const int64_t hd_v = v->ne[0] / n_head_kv;
-    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.k(il), ggml_reshape_2d(ctx, k, hd_k * n_head_kv, T), slots));
-    ggml_build_forward_expand(gf, ggml_set_rows(ctx, kv.v(il), v, slots));
+    cache_write(ctx, gf, kv, il, k, v, slots);
     ggml_tensor * kc = cache_heads_view(ctx, kv.k(il), hd_k, n_head_kv, n_kv);
     ggml_tensor * vc = cache_heads_view(ctx, kv.v(il), hd_v, n_head_kv, n_kv);
     return attention(ctx, q, kc, vc, mask, scale, sinks);

@@ -35,6 +35,12 @@ ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, gg
 ggml_tensor * rope_neox(ggml_context * ctx, ggml_tensor * x, ggml_tensor * positions, int64_t n_rot, float base,
                         ggml_tensor * freq_factors = nullptr);
 
+// Writes K (head_dim_k, n_head_kv, T) and V (n_head_kv * head_dim_v, T)
+// into cache layer `il` at `slots` (I64, T); nodes added to gf in order,
+// so attention built after them reads what they wrote.
+void cache_write(ggml_context * ctx, ggml_cgraph * gf, const KvCache & kv, size_t il, ggml_tensor * k, ggml_tensor * v,
+                 ggml_tensor * slots);
+
 // Writes this graph's K (head_dim_k, n_head_kv, T) and V (n_head_kv *
 // head_dim_v, T) into cache layer `il` at `slots`, then attends q over the
 // first n_kv cache rows (see attention()). q and mask may cover only the

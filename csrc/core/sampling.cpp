@@ -39,8 +39,7 @@ Sampler::Sampler(const SamplerParams & p) : params_(p), rng_(p.seed) {
     }
 }
 
-int32_t Sampler::sample(const float * logits, int64_t n, const std::vector<int32_t> & banned) {
-    if (params_.temperature == 0.0f) return argmax(logits, n, banned);
+void Sampler::keep(const float * logits, int64_t n, const std::vector<int32_t> & banned) {
     scratch_.clear();
     scratch_.reserve(size_t(n));
     for (int64_t i = 0; i < n; ++i) {
@@ -50,43 +49,82 @@ int32_t Sampler::sample(const float * logits, int64_t n, const std::vector<int32
     if (scratch_.empty()) fail(ErrorKind::InvalidArgument, "no token can be sampled: every logit is banned or -inf");
     // order by logit (desc), ties by id (asc), so results are reproducible
     auto by_logit = [](const auto & a, const auto & b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-    size_t keep = scratch_.size();
-    if (params_.top_k > 0 && size_t(params_.top_k) < keep) {
-        keep = size_t(params_.top_k);
-        std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
+    size_t kept = scratch_.size();
+    if (params_.top_k > 0 && size_t(params_.top_k) < kept) {
+        kept = size_t(params_.top_k);
+        std::partial_sort(scratch_.begin(), scratch_.begin() + kept, scratch_.end(), by_logit);
     } else {
         std::sort(scratch_.begin(), scratch_.end(), by_logit);
     }
-    scratch_.resize(keep);
+    scratch_.resize(kept);
     const float inv_t = 1.0f / params_.temperature;
     const float top = scratch_[0].first;
-    double sum = 0.0;
-    std::vector<double> probs(keep);
-    for (size_t i = 0; i < keep; ++i) {
-        probs[i] = std::exp(double(scratch_[i].first - top) * inv_t);
-        sum += probs[i];
+    weights_.assign(kept, 0.0);
+    weight_sum_ = 0.0;
+    for (size_t i = 0; i < kept; ++i) {
+        weights_[i] = std::exp(double(scratch_[i].first - top) * inv_t);
+        weight_sum_ += weights_[i];
     }
     if (params_.top_p < 1.0f) {
         double cum = 0.0;
-        size_t cut = keep;
-        for (size_t i = 0; i < keep; ++i) {
-            cum += probs[i] / sum;
+        size_t cut = kept;
+        for (size_t i = 0; i < kept; ++i) {
+            cum += weights_[i] / weight_sum_;
             if (cum >= params_.top_p) {
                 cut = i + 1;
                 break;
             }
         }
-        keep = cut;
-        sum = 0.0;
-        for (size_t i = 0; i < keep; ++i) sum += probs[i];
+        weights_.resize(cut);
+        scratch_.resize(cut);
+        weight_sum_ = 0.0;
+        for (double w : weights_) weight_sum_ += w;
     }
-    std::uniform_real_distribution<double> uni(0.0, sum);
+}
+
+int32_t Sampler::sample(const float * logits, int64_t n, const std::vector<int32_t> & banned) {
+    if (params_.temperature == 0.0f) return argmax(logits, n, banned);
+    keep(logits, n, banned);
+    std::uniform_real_distribution<double> uni(0.0, weight_sum_);
     double r = uni(rng_);
-    for (size_t i = 0; i < keep; ++i) {
-        r -= probs[i];
+    for (size_t i = 0; i < weights_.size(); ++i) {
+        r -= weights_[i];
         if (r <= 0.0) return scratch_[i].second;
     }
-    return scratch_[keep - 1].second;
+    return scratch_.back().second;
 }
+
+void Sampler::distribution(const float * logits, int64_t n, const std::vector<int32_t> & banned,
+                           std::vector<float> & out) {
+    out.assign(size_t(n), 0.0f);
+    if (params_.temperature == 0.0f) {
+        out[size_t(argmax(logits, n, banned))] = 1.0f;
+        return;
+    }
+    keep(logits, n, banned);
+    for (size_t i = 0; i < weights_.size(); ++i) out[size_t(scratch_[i].second)] = float(weights_[i] / weight_sum_);
+}
+
+int32_t Sampler::draw(const std::vector<float> & weights) {
+    double sum = 0.0;
+    int32_t last = -1;
+    for (size_t i = 0; i < weights.size(); ++i) {
+        if (weights[i] > 0.0f) {
+            sum += weights[i];
+            last = int32_t(i);
+        }
+    }
+    if (last < 0) fail(ErrorKind::Generic, "internal: a draw from an all-zero distribution");
+    std::uniform_real_distribution<double> uni(0.0, sum);
+    double r = uni(rng_);
+    for (size_t i = 0; i < weights.size(); ++i) {
+        if (weights[i] <= 0.0f) continue;
+        r -= weights[i];
+        if (r <= 0.0) return int32_t(i);
+    }
+    return last;
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 }  // namespace mimo

@@ -20,12 +20,26 @@ class Sampler {
 public:
     explicit Sampler(const SamplerParams & params);
     int32_t sample(const float * logits, int64_t n_vocab, const std::vector<int32_t> & banned);
+    // The distribution sample() draws from, dense over the n_vocab ids
+    // (temperature 0: a point mass on the argmax); speculative decoding's
+    // acceptance test compares the target's and the drafter's.
+    void distribution(const float * logits, int64_t n_vocab, const std::vector<int32_t> & banned,
+                      std::vector<float> & out);
+    // A draw from non-negative weights (not necessarily normalized).
+    int32_t draw(const std::vector<float> & weights);
+    double uniform();  // U[0, 1) from this sampler's seeded stream
     const SamplerParams & params() const { return params_; }
+    bool greedy() const { return params_.temperature == 0.0f; }
 
 private:
+    // The ids sampling may pick (scratch_, best first) and their unnormalized weights.
+    void keep(const float * logits, int64_t n_vocab, const std::vector<int32_t> & banned);
+
     SamplerParams params_;
     std::mt19937_64 rng_;
     std::vector<std::pair<float, int32_t>> scratch_;
+    std::vector<double> weights_;
+    double weight_sum_ = 0.0;
 };
 
 int32_t argmax(const float * logits, int64_t n, const std::vector<int32_t> & banned);

@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "core/graph.h"
+#include "core/log.h"
 #include "models/mimo2_names.h"
 
 namespace mimo {
@@ -15,9 +16,11 @@ namespace n = names::mimo2;
 namespace {
 
 // A per-layer value stored either as an array (one entry per block, MTP
-// blocks included) or as a scalar that holds for every layer; each entry in [lo, hi].
+// blocks included) or as a scalar that holds for every layer; each entry in
+// [lo, hi]. Returns n_block entries: an array of trunk layers only gives the
+// MTP blocks `mtp_fill` (< 0: the value of the last trunk layer).
 std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_layer, int64_t n_block, int64_t lo,
-                               int64_t hi) {
+                               int64_t hi, int64_t mtp_fill = -1) {
     std::vector<int64_t> out;
     if (f.is_array(key)) {
         out = f.int_array(key);
@@ -25,15 +28,15 @@ std::vector<int64_t> per_layer(const GgufFile & f, const char * key, int64_t n_l
             fail(ErrorKind::ModelLoad, strfmt("%s: metadata key '%s' has %zu entries for %lld blocks", f.path().c_str(),
                                               key, out.size(), (long long) n_block));
         }
-        out.resize(size_t(n_layer));
         for (size_t i = 0; i < out.size(); ++i) {
             if (out[i] < lo || out[i] > hi) {
                 f.fail_key(key, strfmt("entry %zu = %lld is out of range; it must be in [%lld, %lld]", i,
                                        (long long) out[i], (long long) lo, (long long) hi));
             }
         }
+        if (int64_t(out.size()) < n_block) out.resize(size_t(n_block), mtp_fill >= 0 ? mtp_fill : out.back());
     } else {
-        out.assign(size_t(n_layer), f.integer_in(key, lo, hi));
+        out.assign(size_t(n_block), f.integer_in(key, lo, hi));
     }
     return out;
 }
@@ -47,6 +50,7 @@ Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
     const int64_t n_block = f.integer_in(n::kKeyBlockCount, 1, L::kMaxLayers);
     const int64_t n_nextn = f.integer_in_or(n::kKeyNextnLayers, 0, 0, n_block - 1);
     hp.n_layer = n_block - n_nextn;
+    hp.n_nextn = n_nextn;
     f.check_blocks(n::kKeyBlockCount, hp.n_layer, n::kLayerFmt);  // before anything is sized by it
     hp.n_embd = f.integer_in(n::kKeyEmbd, 1, L::kMaxWidth);
     hp.n_ff = f.integer_in_or(n::kKeyFf, 0, 0, L::kMaxFfn);  // 0: from the tensors
@@ -67,7 +71,8 @@ Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
                                                        f.type_description(n::kKeySwaPattern).c_str()).c_str()
                                               : ""));
     }
-    const std::vector<int64_t> pattern = per_layer(f, n::kKeySwaPattern, hp.n_layer, n_block, 0, 1);
+    // MTP blocks are sliding-window layers (spec mtp.md §1.3)
+    const std::vector<int64_t> pattern = per_layer(f, n::kKeySwaPattern, hp.n_layer, n_block, 0, 1, 1);
     for (int64_t v : pattern) hp.swa.push_back(v != 0 ? 1 : 0);
 
     hp.rope_base = f.f32_in(n::kKeyRopeBase, 0.0f, L::kMaxRopeTheta);
@@ -102,7 +107,7 @@ Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
         bad(strfmt("rope.dimension_count %lld must be even and at most key_length %lld", (long long) hp.n_rot,
                    (long long) hp.head_dim_k));
     }
-    for (int64_t il = 0; il < hp.n_layer; ++il) {
+    for (int64_t il = 0; il < n_block; ++il) {
         const int64_t nh = hp.n_head[size_t(il)], nkv = hp.n_head_kv[size_t(il)];
         if (nh % nkv != 0) {
             bad(strfmt("layer %lld has %lld query heads and %lld KV heads (need a positive multiple)", (long long) il,
@@ -114,18 +119,19 @@ Mimo2HParams Mimo2HParams::from_gguf(const GgufFile & f) {
 }
 
 bool Mimo2HParams::any_swa() const {
-    for (uint8_t s : swa)
-        if (s) return true;
+    for (int64_t il = 0; il < n_layer; ++il)
+        if (swa[size_t(il)]) return true;
     return false;
 }
 
 bool Mimo2HParams::any_full() const {
-    for (uint8_t s : swa)
-        if (!s) return true;
+    for (int64_t il = 0; il < n_layer; ++il)
+        if (!swa[size_t(il)]) return true;
     return false;
 }
 
-Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HParams::from_gguf(file)) {
+Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store, bool load_mtp)
+    : hp_(Mimo2HParams::from_gguf(file)) {
     const int64_t d = hp_.n_embd;
     const Role mm = Role::Matmul, vec = Role::Float;
     const TensorInfo * emb = file.find_tensor(n::kEmbed);
@@ -152,11 +158,34 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HP
     output_ = store.optional(n::kOutput, {d, hp_.n_vocab}, mm);
     if (!output_) output_ = store.require(n::kEmbed, {d, hp_.n_vocab}, mm);
 
-    layers_.resize(size_t(hp_.n_layer));
-    char prefix[32];
-    for (int il = 0; il < hp_.n_layer; ++il) {
-        std::snprintf(prefix, sizeof(prefix), n::kLayerFmt, il);
-        const std::string p = prefix;
+    // MTP blocks follow the trunk (blk.{n_layer + k}); a trunk-only export keeps the key but not the tensors
+    const bool mtp = load_mtp && hp_.n_nextn > 0 &&
+                     store.file_has(strfmt(n::kLayerFmt, int(hp_.n_layer)) + n::kNextnEhProj);
+    layers_.resize(size_t(hp_.n_layer + (mtp ? hp_.n_nextn : 0)));
+    for (int il = 0; il < int(layers_.size()); ++il) declare_layer(file, store, il);
+    if (mtp) {
+        if (!file.has_key(n::kKeyNextnQkvLayout)) {
+            MIMO_LOG_WARN("mimo-ggml: %s: MTP blocks written by another converter; their fused attn_qkv rows are "
+                          "taken as [Q; K; V] unchecked (spec mtp.md section 5)", file.path().c_str());
+        }
+        for (int k = 0; k < hp_.n_nextn; ++k) {
+            const std::string p = strfmt(n::kLayerFmt, int(hp_.n_layer) + k);
+            Mimo2NextnLayer m;
+            m.enorm = store.require(p + n::kNextnEnorm, {d}, vec);
+            m.hnorm = store.require(p + n::kNextnHnorm, {d}, vec);
+            m.eh_proj = store.require(p + n::kNextnEhProj, {2 * d, d}, mm);
+            m.out_norm = store.require(p + n::kNextnOutNorm, {d}, vec);
+            nextn_.push_back(m);
+        }
+    }
+}
+
+void Mimo2Model::declare_layer(const GgufFile & file, WeightStore & store, int il) {
+    const int64_t d = hp_.n_embd;
+    const Role mm = Role::Matmul, vec = Role::Float;
+    const bool trunk = il < hp_.n_layer;
+    {
+        const std::string p = strfmt(n::kLayerFmt, il);
         Mimo2Layer & L = layers_[size_t(il)];
         const int64_t nh = hp_.n_head[size_t(il)], nkv = hp_.n_head_kv[size_t(il)];
         const int64_t q_rows = nh * hp_.head_dim_k, k_rows = nkv * hp_.head_dim_k, v_rows = nkv * hp_.head_dim_v;
@@ -173,7 +202,8 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store) : hp_(Mimo2HP
         L.sinks = sinks_flag == 1 ? store.require(p + n::kSinks, {nh}, vec) : store.optional(p + n::kSinks, {nh}, vec);
         L.ffn_norm = store.require(p + n::kFfnNorm, {d}, vec);
 
-        const bool moe = hp_.leading_dense >= 0 ? il >= hp_.leading_dense : store.file_has(p + n::kRouter);
+        // MTP blocks have a dense MLP (spec mtp.md §1.1)
+        const bool moe = trunk && (hp_.leading_dense >= 0 ? il >= hp_.leading_dense : store.file_has(p + n::kRouter));
         if (moe) {
             if (hp_.n_expert <= 0 || hp_.n_expert_used <= 0 || hp_.n_expert_used > hp_.n_expert || hp_.n_ff_exp <= 0) {
                 fail(ErrorKind::ModelLoad,
@@ -220,8 +250,37 @@ std::vector<KvLayerShape> Mimo2Model::kv_shapes(int64_t n_ctx, int64_t swa_slots
     return out;
 }
 
+std::vector<KvLayerShape> Mimo2Model::mtp_kv_shapes(int64_t n_slots) const {
+    std::vector<KvLayerShape> out;
+    for (int64_t k = 0; k < n_mtp(); ++k) {
+        const int64_t nkv = hp_.n_head_kv[size_t(hp_.n_layer + k)];
+        out.push_back(KvLayerShape{nkv * hp_.head_dim_k, nkv * hp_.head_dim_v,
+                                   std::min(hp_.head_dim_k, hp_.head_dim_v), n_slots});
+    }
+    return out;
+}
+
+ggml_tensor * Mimo2Model::build_mtp(ggml_context * ctx, ggml_cgraph * gf, int k, const DecoderInputs & in,
+                                    const KvCache & kv) const {
+    const Mimo2NextnLayer & m = nextn_[size_t(k)];
+    const int il = int(hp_.n_layer) + k;
+    const Mimo2Layer & L = layers_[size_t(il)];
+    const int64_t T = in.positions->ne[0];
+    ggml_tensor * e = rms_norm(ctx, ggml_get_rows(ctx, tok_embd_, in.tokens), m.enorm, hp_.rms_eps);
+    ggml_tensor * g = rms_norm(ctx, in.embeddings, m.hnorm, hp_.rms_eps);
+    ggml_tensor * x = linear(ctx, ggml_concat(ctx, e, g, 0), m.eh_proj);  // embedding half first (spec §1.2)
+    ggml_tensor * a = attention_block(ctx, gf, rms_norm(ctx, x, L.attn_norm, hp_.rms_eps), il, size_t(k), in, kv);
+    // every row's K/V is cached; only the last row's prediction is used
+    x = ggml_add(ctx, row_slice(ctx, x, T - 1, 1), row_slice(ctx, a, T - 1, 1));
+    x = ggml_add(ctx, x, swiglu_ffn(ctx, rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps), L.gate, L.up, L.down));
+    ggml_tensor * logits = ggml_mul_mat(ctx, output_, rms_norm(ctx, x, m.out_norm, hp_.rms_eps));
+    ggml_set_output(logits);
+    ggml_build_forward_expand(gf, logits);
+    return logits;
+}
+
 ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, ggml_tensor * h, int il,
-                                          const DecoderInputs & in, const KvCache & kv) const {
+                                          size_t kv_layer, const DecoderInputs & in, const KvCache & kv) const {
     const Mimo2Layer & L = layers_[size_t(il)];
     const bool swa = hp_.swa[size_t(il)] != 0;
     const int64_t dk = hp_.head_dim_k, dv = hp_.head_dim_v, T = in.positions->ne[0];
@@ -252,7 +311,7 @@ ggml_tensor * Mimo2Model::attention_block(ggml_context * ctx, ggml_cgraph * gf, 
     ggml_tensor * slots = swa ? in.slots_swa : in.slots_full;
     ggml_tensor * mask = swa ? in.mask_swa : in.mask_full;
     const int64_t n_kv = swa ? in.n_kv_swa : in.n_kv_full;
-    ggml_tensor * attn = cached_attention(ctx, gf, kv, size_t(il), q, k, v, slots, n_kv, mask,
+    ggml_tensor * attn = cached_attention(ctx, gf, kv, kv_layer, q, k, v, slots, n_kv, mask,
                                           1.0f / std::sqrt(float(dk)), L.sinks);
     return linear(ctx, attn, L.wo);
 }
@@ -288,22 +347,39 @@ ggml_tensor * Mimo2Model::moe_block(ggml_context * ctx, ggml_tensor * h, const M
 DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
                                  const KvCache & kv) const {
     const int64_t T = in.positions->ne[0];
+    const bool capturing = !in.capture.empty();
+    std::vector<ggml_tensor *> layer_out(size_t(hp_.n_layer), nullptr);
     ggml_tensor * inputs = decoder_input_rows(ctx, tok_embd_, in);  // (H, T) F32
     ggml_tensor * x = inputs;
     for (int il = 0; il < hp_.n_layer; ++il) {
         const Mimo2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
-        ggml_tensor * a = attention_block(ctx, gf, h, il, in, kv);
-        if (il == hp_.n_layer - 1 && in.n_out < T) {
+        ggml_tensor * a = attention_block(ctx, gf, h, il, size_t(il), in, kv);
+        if (il == hp_.n_layer - 1 && in.n_out < T && !capturing) {
             // every row's K/V is cached by now: the last FFN runs only on the rows whose logits are wanted
+            // (not when rows are captured: a drafter needs the last layer's output of every row)
             a = row_slice(ctx, a, T - in.n_out, in.n_out);
             x = row_slice(ctx, x, T - in.n_out, in.n_out);
         }
         x = ggml_add(ctx, x, a);
         h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);
         x = ggml_add(ctx, x, L.moe() ? moe_block(ctx, h, L) : swiglu_ffn(ctx, h, L.gate, L.up, L.down));
+        layer_out[size_t(il)] = x;
     }
-    return decoder_outputs(ctx, gf, in, inputs, rms_norm(ctx, x, output_norm_, hp_.rms_eps), output_);
+    ggml_tensor * normed = rms_norm(ctx, x, output_norm_, hp_.rms_eps);
+    ggml_tensor * hidden = normed->ne[1] > in.n_out ? row_slice(ctx, normed, T - in.n_out, in.n_out) : normed;
+    DecoderOutputs out = decoder_outputs(ctx, gf, in, inputs, hidden, output_);
+    if (capturing) {
+        ggml_tensor * cat = nullptr;
+        for (int32_t id : in.capture) {
+            ggml_tensor * part = id == kCaptureFinalNorm ? normed : layer_out[size_t(id)];
+            cat = cat ? ggml_concat(ctx, cat, part, 0) : part;
+        }
+        out.captured = cat;
+        ggml_set_output(cat);
+        ggml_build_forward_expand(gf, cat);
+    }
+    return out;
 }
 
 }  // namespace mimo

@@ -37,6 +37,8 @@ inline constexpr const char * kKeyLeadingDense = "mimo2.leading_dense_block_coun
 inline constexpr const char * kKeyWindowKeys = "mimo2.attention.sliding_window_keys";  // keys incl. the query
 inline constexpr const char * kKeySwaSinks = "mimo2.attention.swa_sinks";
 inline constexpr const char * kKeyFullSinks = "mimo2.attention.full_sinks";
+// "global": MTP attn_qkv rows de-chunked to [Q; K; V] by our converter (spec mtp.md §5)
+inline constexpr const char * kKeyNextnQkvLayout = "mimo2.nextn.qkv_layout";
 // tokenizer
 inline constexpr const char * kKeyEos = "tokenizer.ggml.eos_token_id";
 
@@ -66,5 +68,10 @@ inline constexpr const char * kRouterBias = "exp_probs_b.bias";  // [E], selecti
 inline constexpr const char * kGateExps = "ffn_gate_exps.weight";  // ne {H, I, E}
 inline constexpr const char * kUpExps = "ffn_up_exps.weight";
 inline constexpr const char * kDownExps = "ffn_down_exps.weight";  // ne {I, H, E}
+// MTP blocks (blk.{n_layer + k}, spec mtp.md §1.1): the block tensors above plus
+inline constexpr const char * kNextnEnorm = "nextn.enorm.weight";      // RMSNorm on the token embedding
+inline constexpr const char * kNextnHnorm = "nextn.hnorm.weight";      // RMSNorm on the target hidden
+inline constexpr const char * kNextnEhProj = "nextn.eh_proj.weight";   // ne {2H, H}, embedding half first
+inline constexpr const char * kNextnOutNorm = "layer_output_norm.weight";  // before the shared head
 
 }  // namespace mimo::names::mimo2

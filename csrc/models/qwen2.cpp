@@ -80,6 +80,7 @@ DecoderOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
     const int64_t hd = hp_.head_dim, T = in.positions->ne[0];
     const int64_t q_rows = hp_.n_head * hd, kv_rows = hp_.n_head_kv * hd;
     const float scale = 1.0f / std::sqrt(float(hd));
+    if (!in.capture.empty()) fail(ErrorKind::UnsupportedModel, "layer capture (speculative drafting) needs a mimo2 model");
 
     ggml_tensor * inputs = decoder_input_rows(ctx, tok_embd_, in);
     ggml_tensor * x = inputs;

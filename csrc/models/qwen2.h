@@ -55,6 +55,7 @@ public:
     int64_t n_vocab() const override { return hp_.n_vocab; }
     int64_t n_embd() const override { return hp_.n_embd; }
     int64_t n_ctx_train() const override { return hp_.n_ctx_train; }
+    int64_t n_layer() const override { return hp_.n_layer; }
     bool has_full_layers() const override { return true; }
     bool has_swa_layers() const override { return false; }
     bool is_swa_layer(size_t) const override { return false; }

@@ -16,7 +16,10 @@ struct DecodeSession::Shape {
     bool tokens = false;
     int64_t n_emb = 0;
     bool want_hidden = false, want_inputs = false;
-    auto key() const { return std::tie(n, n_kv_full, n_kv_swa, n_out, tokens, n_emb, want_hidden, want_inputs); }
+    std::vector<int32_t> capture;
+    auto key() const {
+        return std::tie(n, n_kv_full, n_kv_swa, n_out, tokens, n_emb, want_hidden, want_inputs, capture);
+    }
 };
 
 struct DecodeSession::Graph : GraphArena {
@@ -48,7 +51,7 @@ DecodeSession::DecodeSession(std::shared_ptr<const void> keep_alive, const Decod
     if (has_swa_) {
         // a chunk of m <= max_batch new positions needs the W - 1 before it plus itself
         swa_slots_ = std::min(n_ctx, window_keys_ - 1 + max_batch_);
-        swa_pos_.assign(size_t(swa_slots_), -1);
+        swa_ring_ = KvRing(swa_slots_);
     }
     kv_ = std::make_unique<KvCache>(backend, model.kv_shapes(n_ctx * n_seq, swa_slots_), kv_type);
     sched_ = std::make_unique<Scheduler>(backend, model.max_graph_nodes());
@@ -79,25 +82,33 @@ size_t DecodeSession::kv_bytes_swa() const {
     return n;
 }
 
+void DecodeSession::set_capture(std::vector<int32_t> layers) {
+    for (int32_t l : layers) {
+        if (l != kCaptureFinalNorm && (l < 0 || l >= model_.n_layer())) {
+            fail(ErrorKind::InvalidArgument, strfmt("cannot capture layer %d: the model has layers 0..%lld", l,
+                                                    (long long) model_.n_layer() - 1));
+        }
+    }
+    capture_ = std::move(layers);
+    graph_.reset();
+}
+
 void DecodeSession::reset() {
     std::fill(n_past_.begin(), n_past_.end(), 0);
-    std::fill(swa_pos_.begin(), swa_pos_.end(), -1);
+    swa_ring_.clear();
 }
 
 void DecodeSession::reset_seq(int64_t seq) {
     if (seq < 0 || seq >= n_seq_) fail(ErrorKind::InvalidArgument, strfmt("no sequence %lld", (long long) seq));
     n_past_[size_t(seq)] = 0;
-    if (has_swa_) std::fill(swa_pos_.begin(), swa_pos_.end(), -1);  // one sequence only
+    if (has_swa_) swa_ring_.clear();  // one sequence only
 }
 
 bool DecodeSession::can_truncate(int64_t n) const {
     if (n < 0 || n > n_past_[0]) return false;
     if (!has_swa_ || n == 0) return true;
     // positions n - (W - 1) .. n - 1 must still be in the ring: later queries need them
-    for (int64_t p = std::max<int64_t>(0, n - (window_keys_ - 1)); p < n; ++p) {
-        if (swa_pos_[size_t(p % swa_slots_)] != p) return false;
-    }
-    return true;
+    return swa_ring_.holds_range(n - (window_keys_ - 1), n);
 }
 
 void DecodeSession::truncate(int64_t n) {
@@ -112,8 +123,7 @@ void DecodeSession::truncate(int64_t n) {
                     (long long) n, (long long) std::max<int64_t>(0, n - (window_keys_ - 1)), (long long) (n - 1),
                     (long long) swa_slots_));
     }
-    for (int64_t & p : swa_pos_)
-        if (p >= n) p = -1;
+    swa_ring_.forget_from(n);
     n_past_[0] = n;
 }
 
@@ -147,6 +157,7 @@ DecodeSession::Graph & DecodeSession::prepare(const Shape & shape) {
     in.n_out = shape.n_out;
     in.want_hidden = shape.want_hidden;
     in.want_inputs = shape.want_inputs;
+    in.capture = shape.capture;
     g->out = model_.build(ctx, g->gf, in, *kv_);
     sched_alloc_graph(sched_->get(), g->gf, "decoder");
     graph_ = std::move(g);
@@ -175,6 +186,7 @@ void DecodeSession::run_graph(const std::vector<Row> & rows, int64_t n_out, bool
     shape.n_emb = n_emb;
     shape.want_hidden = want_hidden;
     shape.want_inputs = want_inputs;
+    shape.capture = capture_;
     Graph & g = prepare(shape);
 
     std::vector<int32_t> ids(static_cast<size_t>(n)), pos(static_cast<size_t>(n)), source;
@@ -215,20 +227,12 @@ void DecodeSession::run_graph(const std::vector<Row> & rows, int64_t n_out, bool
     if (has_swa_) {
         // ring: slot = position mod size; the query at P sees the slots holding P - (W - 1) .. P
         const int64_t n_kv = shape.n_kv_swa;
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t s = rows[size_t(i)].pos % swa_slots_;
-            slots[size_t(i)] = s;
-            swa_pos_[size_t(s)] = rows[size_t(i)].pos;
-        }
+        for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = swa_ring_.put(rows[size_t(i)].pos);
         ggml_backend_tensor_set(g.in.slots_swa, slots.data(), 0, slots.size() * sizeof(int64_t));
         mask_.assign(size_t(n_kv * n), minus_inf);
         for (int64_t i = 0; i < n; ++i) {
             const int64_t P = rows[size_t(i)].pos;
-            uint16_t * row = mask_.data() + i * n_kv;
-            for (int64_t s = 0; s < n_kv; ++s) {
-                const int64_t kp = swa_pos_[size_t(s)];
-                if (kp >= 0 && kp <= P && P - kp < window_keys_) row[s] = zero;
-            }
+            swa_ring_.mask_row(mask_.data() + i * n_kv, n_kv, P, P, window_keys_);
         }
         ggml_backend_tensor_set(g.in.mask_swa, mask_.data(), 0, mask_.size() * sizeof(uint16_t));
     }
@@ -247,6 +251,7 @@ void DecodeSession::run_graph(const std::vector<Row> & rows, int64_t n_out, bool
     append(out.logits, g.out.logits, n_out);
     if (want_hidden) append(out.hidden, g.out.hidden, n_out);
     if (want_inputs) append(out.inputs, g.out.inputs, n);
+    if (!capture_.empty()) append(out.captured, g.out.captured, n);
     out.n_out += n_out;
 }
 

@@ -26,6 +26,7 @@
 #include "core/backend.h"
 #include "core/decoder.h"
 #include "core/kv_cache.h"
+#include "core/kv_ring.h"
 
 namespace mimo {
 
@@ -43,6 +44,7 @@ struct DecodeOutput {
     std::vector<float> logits;  // n_out rows of n_vocab
     std::vector<float> hidden;  // n_out rows of n_embd (when asked)
     std::vector<float> inputs;  // every row's input, n rows of n_embd (when asked)
+    std::vector<float> captured;  // every row's captured layers (set_capture), n rows of capture_width
 };
 
 // One sequence's part of a batched eval: n rows appended to sequence `seq`.
@@ -86,6 +88,13 @@ public:
     size_t kv_bytes_per_token() const;  // bytes each context position adds (full layers)
     size_t kv_bytes_swa() const;        // fixed bytes of the SWA rings
 
+    // Every later eval also returns, for each evaluated row, the residual
+    // stream after each of these layers (kCaptureFinalNorm: the final-norm
+    // hidden), concatenated in this order (a speculative drafter's input).
+    void set_capture(std::vector<int32_t> layers);
+    const std::vector<int32_t> & capture() const { return capture_; }
+    int64_t capture_width() const { return int64_t(capture_.size()) * model_.n_embd(); }
+
     void reset();              // every sequence
     void reset_seq(int64_t seq);
     // Forget positions >= n of sequence 0. On SWA rings only possible while
@@ -125,7 +134,8 @@ private:
     int64_t max_batch_ = kDefaultMaxBatch;
     int64_t swa_slots_ = 0;
     bool has_full_ = false, has_swa_ = false;
-    std::vector<int64_t> swa_pos_;  // absolute position held by each ring slot, -1: empty
+    KvRing swa_ring_;               // the absolute position each SWA ring slot holds
+    std::vector<int32_t> capture_;  // layers whose output rows every eval returns
     std::vector<uint16_t> mask_;    // F16 scratch
 };
 

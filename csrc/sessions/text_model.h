@@ -14,7 +14,8 @@ namespace mimo {
 
 class TextWeights : public LoadedModel<Mimo2Model> {
 public:
-    TextWeights(const std::string & path, std::shared_ptr<Backend> backend);
+    // load_mtp: also load the MTP blocks the file carries (speculative drafting).
+    TextWeights(const std::string & path, std::shared_ptr<Backend> backend, bool load_mtp = true);
 };
 
 }  // namespace mimo
