@@ -39,6 +39,7 @@ _LAZY = {
     "AudioTokenizer": "mimo_ggml.audio_tokenizer",
     "TextModel": "mimo_ggml.text",
     "TextSession": "mimo_ggml.text",
+    "DraftModel": "mimo_ggml.text",
     "GenerationResult": "mimo_ggml.text",
 }
 

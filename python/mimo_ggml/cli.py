@@ -511,8 +511,15 @@ def _cmd_quantize(args) -> int:
 def _text_session(args):
     from .text import TextSession
 
+    if args.draft not in (None, "mtp") and not Path(args.draft).is_file():  # before minutes of model loading
+        raise CliError(f"--draft: no such drafter file: {args.draft} (a DFlash GGUF from `mimo-ggml convert dflash`, "
+                       "or 'mtp' for the model's own MTP blocks)")
+    if not 2 <= args.draft_block <= 64:
+        raise CliError(f"--draft-block must be between 2 and 64, got {args.draft_block}")
+
     return TextSession(args.model, device=args.device, n_threads=args.threads, kv_type=args.kv_type,
-                       n_ctx=args.n_ctx, swa_window_keys=args.swa_window_keys)
+                       n_ctx=args.n_ctx, swa_window_keys=args.swa_window_keys, draft=args.draft,
+                       draft_block=args.draft_block)
 
 
 def _sampling(args) -> dict:
@@ -525,6 +532,12 @@ def _print_stats(result) -> None:
     print(f"[{result.prompt_tokens} prompt tokens, {t['prompt_tokens_per_s']:.1f} tokens/s | "
           f"{result.completion_tokens} generated, {t['tokens_per_s']:.1f} tokens/s | {result.finish_reason}]",
           file=sys.stderr, flush=True)
+    d = result.draft_stats
+    if d is not None:
+        by_position = " ".join(f"{r:.2f}" for r in d["acceptance_by_position"])
+        print(f"[draft: {d['rounds']} verify passes, {d['accepted']}/{d['proposed']} drafts accepted, "
+              f"mean accepted length {d['mean_accepted_length']:.2f} | by position {by_position} | "
+              f"drafting {d['draft_s']:.2f} s, verifying {d['verify_s']:.2f} s]", file=sys.stderr, flush=True)
 
 
 def _read_stdin_text() -> str:
@@ -701,7 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--n-ctx", type=int, default=4096, help="context positions")
         g.add_argument("--swa-window-keys", type=int, default=None,
                        help="keys a sliding-window query sees (default: the file's, 129)")
-        g.add_argument("--stats", action="store_true", help="print token counts and speed to stderr")
+        g.add_argument("--draft", metavar="PATH|mtp", default=None,
+                       help="speculative decoding: a DFlash drafter GGUF (mimo-ggml convert dflash) or 'mtp' (the "
+                            "model file's own MTP blocks); greedy output is unchanged")
+        g.add_argument("--draft-block", type=int, default=8,
+                       help="tokens per verify pass with --draft: the last token and up to N-1 drafts (default 8)")
+        g.add_argument("--stats", action="store_true",
+                       help="print token counts, speed and (with --draft) the acceptance figures to stderr")
         g.set_defaults(func=func)
 
     from .server.options import add_arguments as add_serve_arguments

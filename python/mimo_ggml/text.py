@@ -15,6 +15,18 @@ in different threads at the same time)::
 (sampling, stop ids, the token budget) runs natively, one token per call;
 Python turns tokens into text and watches for stop strings.
 
+Speculative decoding: ``draft="dflash.gguf"`` (a DFlash drafter converted
+with ``mimo-ggml convert dflash``, or a loaded :class:`DraftModel`) or
+``draft="mtp"`` (the model file's own MTP blocks) makes every generation
+propose up to ``draft_block - 1`` tokens and verify them in one target
+pass.  Greedy output is the plain output token for token; sampled output
+keeps the target's distribution.  ``GenerationResult.draft_stats`` holds the
+acceptance figures::
+
+    with model.session(draft="mtp", draft_block=4) as s:
+        r = s.generate("def fib(n):", max_tokens=128)
+        print(r.draft_stats["mean_accepted_length"])
+
 Prompts are strings (tokenized with the byte-level BPE the GGUF carries) or
 sequences of token ids (which work without tokenizer fields).  Sampling is
 greedy by default (temperature 0, deterministic); with temperature > 0 it is
@@ -41,7 +53,7 @@ from .concurrency import OperationLock
 from .errors import InvalidArgumentError, ModelLoadError
 from .text_tokenizer import TextTokenizer
 
-__all__ = ["TextModel", "TextSession", "GenerationResult", "TextStream"]
+__all__ = ["TextModel", "TextSession", "DraftModel", "GenerationResult", "TextStream"]
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 Prompt = Union[str, Sequence[int], np.ndarray]
@@ -58,7 +70,12 @@ class GenerationResult:
     ``prompt_s`` / ``generate_s`` (seconds), ``prompt_tokens_per_s``,
     ``tokens_per_s`` (decode steps per second), ``prompt_eval_tokens``
     (prompt positions evaluated; fewer than ``prompt_tokens`` when a cached
-    prefix was reused) and ``cached_tokens``.
+    prefix was reused) and ``cached_tokens``.  ``draft_stats`` (speculative
+    sessions only, else None): ``rounds`` (verify passes), ``proposed`` /
+    ``accepted`` drafts, ``mean_accepted_length`` (tokens per verify pass,
+    accepted drafts plus the target's own token), ``acceptance_by_position``
+    (the share of drafts accepted at block position 1, 2, …), and the
+    seconds spent drafting (``draft_s``) and verifying (``verify_s``).
     """
 
     text: str
@@ -67,6 +84,7 @@ class GenerationResult:
     completion_tokens: int
     finish_reason: str
     timings: dict[str, float] = field(default_factory=dict)
+    draft_stats: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +94,7 @@ class GenerationResult:
             "completion_tokens": int(self.completion_tokens),
             "finish_reason": self.finish_reason,
             "timings": dict(self.timings),
+            "draft_stats": dict(self.draft_stats) if self.draft_stats is not None else None,
         }
 
 
@@ -115,18 +134,19 @@ class TextModel(Closeable):
     model: a ``mimo2`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
     ``"cpu"``, ``"cuda:0"``, ``"metal"``… n_threads: CPU threads per session
     (None: all cores). repack_weights: on CPU, keep quantized matrices in
-    ggml's repacked layouts.
+    ggml's repacked layouts. mtp: also load the MTP blocks the file carries
+    (``mimo2.nextn_predict_layers``), for ``draft="mtp"`` sessions.
 
     ``close()`` drops the model's hold on the weights; sessions still open
     keep working, and the memory is freed when the last of them closes.
     """
 
     def __init__(self, model: str | os.PathLike, *, device: str = "auto", n_threads: Optional[int] = None,
-                 repack_weights: bool = True):
+                 repack_weights: bool = True, mtp: bool = True):
         self.model_path = os.fspath(model)
         self._native = _core.TextModel(self.model_path, device=text("device", device),
                                        n_threads=optional_integer("n_threads", n_threads),
-                                       repack_weights=bool(repack_weights))
+                                       repack_weights=bool(repack_weights), mtp=bool(mtp))
         self._tokenizer: Optional[TextTokenizer] = None
         self._tokenizer_error: Optional[str] = None
         self._banned: list[int] = []
@@ -150,9 +170,15 @@ class TextModel(Closeable):
         return cls(model, **kwargs)
 
     def session(self, *, kv_type: str = "f16", n_ctx: int = 4096, swa_window_keys: Optional[int] = None,
-                n_batch: int = 512) -> "TextSession":
-        """A new generation context on this model (its own KV cache)."""
-        return TextSession(self, kv_type=kv_type, n_ctx=n_ctx, swa_window_keys=swa_window_keys, n_batch=n_batch)
+                n_batch: int = 512, **draft) -> "TextSession":
+        """A new generation context on this model (its own KV cache); the
+        ``draft*`` / ``mtp_*`` arguments of :class:`TextSession` too."""
+        return TextSession(self, kv_type=kv_type, n_ctx=n_ctx, swa_window_keys=swa_window_keys, n_batch=n_batch,
+                           **draft)
+
+    def load_draft(self, path: str | os.PathLike) -> "DraftModel":
+        """A DFlash drafter for this model (shareable by its sessions)."""
+        return DraftModel(path, self)
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -174,6 +200,7 @@ class TextModel(Closeable):
     moe_layers = property(lambda self: list(self._native.moe_layers))
     fused_qkv = property(lambda self: list(self._native.fused_qkv))
     weights_bytes = property(lambda self: self._native.weights_bytes)
+    n_mtp = property(lambda self: self._native.n_mtp)  # MTP blocks loaded
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
         """``messages`` as a prompt string through the GGUF's own
@@ -204,6 +231,34 @@ class TextModel(Closeable):
         self._native.close()
 
 
+class DraftModel(Closeable):
+    """A DFlash block drafter (``mimo-ggml convert dflash`` GGUF) loaded for
+    one :class:`TextModel`: it borrows that model's embedding table and head,
+    so it must have been made for it (checked: width, captured layers, mask
+    id).  Pass it as ``draft=`` to any number of that model's sessions."""
+
+    def __init__(self, path: str | os.PathLike, target: TextModel):
+        if not isinstance(target, TextModel):
+            raise InvalidArgumentError("DraftModel needs the TextModel it drafts for")
+        self.path = os.fspath(path)
+        self.target = target
+        self._native = _core.DraftModel(self.path, target._native)
+
+    n_layer = property(lambda self: self._native.n_layer)
+    block_size = property(lambda self: self._native.block_size)
+    window_keys = property(lambda self: self._native.window_keys)
+    causal = property(lambda self: self._native.causal)
+    mask_token_id = property(lambda self: self._native.mask_token_id)
+    target_layers = property(lambda self: list(self._native.target_layers))
+    weights_bytes = property(lambda self: self._native.weights_bytes)
+
+    def close(self) -> None:
+        self._native.close()
+
+
+_MTP_HIDDEN = ("post_norm", "pre_norm")
+
+
 class TextSession(Closeable):
     """A generation context (KV cache) on a :class:`TextModel`.
 
@@ -216,6 +271,18 @@ class TextSession(Closeable):
     transformers; llama.cpp and vLLM use 128).  n_batch: positions per
     prompt graph; it also sizes the sliding-window KV rings
     (``swa_window_keys - 1 + n_batch`` slots each).
+
+    Speculative decoding (spec dflash.md, mtp.md): draft: None, ``"mtp"``
+    (the model's MTP blocks), a DFlash drafter GGUF path or a
+    :class:`DraftModel`. draft_block: tokens per verify pass (the anchor and
+    up to ``draft_block - 1`` drafts; default 8, at most MTP blocks + 1 for
+    ``"mtp"``). DFlash runtime options (None: the drafter file's values):
+    draft_window (keys a drafter query sees; 0 = no window), draft_causal
+    (a test knob; the drafter is non-causal), draft_rope_base_ctx /
+    draft_rope_base_block (RoPE bases of the context keys and of the block).
+    MTP options: mtp_blocks (how many MTP blocks draft, None: all),
+    mtp_hidden (``"post_norm"``, the default as SGLang and vLLM, or
+    ``"pre_norm"`` as llama.cpp).
 
     One operation runs at a time on a session: calls from other threads
     wait. Open one session per thread on a shared model for parallel work.
@@ -232,6 +299,14 @@ class TextSession(Closeable):
         *,
         n_batch: int = 512,
         repack_weights: bool = True,
+        draft: "DraftModel | str | os.PathLike | None" = None,
+        draft_block: int = 8,
+        draft_window: Optional[int] = None,
+        draft_causal: Optional[bool] = None,
+        draft_rope_base_ctx: Optional[float] = None,
+        draft_rope_base_block: Optional[float] = None,
+        mtp_blocks: Optional[int] = None,
+        mtp_hidden: str = "post_norm",
     ):
         if isinstance(model, TextModel):
             self.model, self._owns_model = model, False
@@ -239,17 +314,68 @@ class TextSession(Closeable):
             self.model = TextModel(model, device=device, n_threads=n_threads, repack_weights=repack_weights)
             self._owns_model = True
         self.model_path = self.model.model_path
+        self._owned_draft: Optional[DraftModel] = None
         try:
+            native_draft = self._draft(draft)
+            if mtp_hidden not in _MTP_HIDDEN:
+                raise InvalidArgumentError(f"mtp_hidden must be one of {', '.join(_MTP_HIDDEN)}, got {mtp_hidden!r}")
             self._native = self.model._native.session(
                 n_ctx=integer("n_ctx", n_ctx), kv_type=text("kv_type", kv_type),
                 swa_window_keys=optional_integer("swa_window_keys", swa_window_keys),
-                n_batch=integer("n_batch", n_batch))
+                n_batch=integer("n_batch", n_batch), draft=native_draft,
+                draft_block=integer("draft_block", draft_block),
+                draft_window=optional_integer("draft_window", draft_window),
+                draft_causal=None if draft_causal is None else bool(draft_causal),
+                rope_base_ctx=None if draft_rope_base_ctx is None else real("draft_rope_base_ctx", draft_rope_base_ctx),
+                rope_base_block=(None if draft_rope_base_block is None
+                                 else real("draft_rope_base_block", draft_rope_base_block)),
+                mtp_blocks=0 if mtp_blocks is None else integer("mtp_blocks", mtp_blocks),
+                mtp_pre_norm=mtp_hidden == "pre_norm")
         except BaseException:
+            if self._owned_draft is not None:
+                self._owned_draft.close()
             if self._owns_model:
                 self.model.close()
             raise
         self._context: list[int] = []  # the ids whose K/V the cache holds, in order
         self._busy = OperationLock("TextSession")
+
+    def _draft(self, draft):
+        """The native drafter argument: None, "mtp" or a loaded DFlash drafter."""
+        if draft is None:
+            return None
+        if isinstance(draft, DraftModel):
+            if draft.target is not self.model:
+                raise InvalidArgumentError("this DraftModel was loaded for another TextModel")
+            return draft._native
+        if isinstance(draft, str) and draft == "mtp":
+            if self.model.n_mtp == 0:
+                raise ModelLoadError(
+                    f"{self.model_path} has no MTP blocks loaded (a file converted before MTP export, or "
+                    "TextModel(mtp=False)); convert the checkpoint again with `mimo-ggml convert mimo2`, or use a "
+                    "DFlash drafter")
+            return "mtp"
+        if isinstance(draft, (str, os.PathLike)):
+            self._owned_draft = DraftModel(draft, self.model)
+            return self._owned_draft._native
+        raise InvalidArgumentError('draft must be None, "mtp", a DFlash drafter GGUF path or a DraftModel')
+
+    @property
+    def draft(self) -> str:
+        """The session's drafter: "", "dflash" or "mtp"."""
+        return self._native.draft
+
+    def propose(self, tokens: Sequence[int] | np.ndarray, k: Optional[int] = None) -> tuple[list[int], np.ndarray]:
+        """The drafter on its own: reset, evaluate ``tokens[:-1]`` as the
+        committed context, and return the greedy proposals after the anchor
+        ``tokens[-1]`` (``k`` of them, default ``draft_block - 1``) with the
+        drafter's logits rows (k, n_vocab) they came from."""
+        ids = self._ids(tokens)
+        with self._busy.hold():
+            self._context = []
+            out = self._native.propose(ids, optional_integer("k", k))
+            self._context = ids[:-1]
+        return list(out[0]), out[1]
 
     # -- tokenizer ------------------------------------------------------------
     @property
@@ -444,6 +570,12 @@ class TextSession(Closeable):
         finally:
             # the cache holds the prompt and every generated token fed back so far
             self._context = (ids + out)[:native.n_past]
+            if native.n_past > len(self._context):  # a speculative round ran past a stop string
+                if native.can_truncate(len(self._context)):
+                    native.truncate(len(self._context))
+                else:
+                    native.reset()
+                    self._context = []
         finish = finish or generator.finish_reason
         if detok is not None:
             if not cut:
@@ -468,6 +600,7 @@ class TextSession(Closeable):
                 "prompt_tokens_per_s": evaluated / prompt_s if prompt_s > 0 and evaluated else 0.0,
                 "tokens_per_s": decode_steps / gen_s if gen_s > 0 and decode_steps else 0.0,
             },
+            draft_stats=generator.draft_stats,
         )
 
     @staticmethod
@@ -509,8 +642,10 @@ class TextSession(Closeable):
 
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
-        """Free the KV cache now (also done by ``with``); a model the session
-        loaded itself is closed with it."""
+        """Free the KV cache now (also done by ``with``); a model (or drafter)
+        the session loaded itself is closed with it."""
         self._native.close()
+        if self._owned_draft is not None:
+            self._owned_draft.close()
         if self._owns_model:
             self.model.close()

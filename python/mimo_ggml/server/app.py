@@ -108,7 +108,7 @@ def _load(state: State, loop: asyncio.AbstractEventLoop) -> None:
         if cfg.text_model:
             log.info("loading %s (%d session%s)", cfg.text_model, cfg.sessions, "s" * (cfg.sessions > 1))
             rt = TextRuntime(cfg.text_model, device=cfg.device, n_threads=threads, kv_type=cfg.kv_type,
-                             n_ctx=cfg.text_n_ctx)
+                             n_ctx=cfg.text_n_ctx, draft=cfg.text_draft, draft_block=cfg.text_draft_block)
             opened.append(("text", rt, []))
             opened[-1][2].extend(rt.open_session() for _ in range(cfg.sessions))
     except BaseException as exc:  # noqa: BLE001 - reported through /health and the exit status

@@ -41,6 +41,8 @@ class ServerConfig:
     kv_type: str = "f16"
     n_ctx: int = 4096
     text_n_ctx: int = 4096
+    text_draft: Optional[str] = None  # speculative decoding for the text model: a DFlash GGUF or "mtp"
+    text_draft_block: int = 8
     max_clip_s: float = 60.0
     vad: bool = True
     max_segment_s: Optional[float] = None  # None: the library's default
@@ -52,6 +54,10 @@ class ServerConfig:
         for name in ("sessions", "n_ctx", "text_n_ctx"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.text_draft is not None and not self.text_model:
+            raise ValueError("--draft needs a text model (--text-model)")
+        if not 2 <= self.text_draft_block <= 64:
+            raise ValueError(f"draft_block must be between 2 and 64, got {self.text_draft_block}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be 0 or more, got {self.max_queue}")
         if not self.max_upload_mb > 0:
@@ -111,6 +117,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--kv-type", default="f16", choices=("f16", "q8_0", "f32"))
     p.add_argument("--n-ctx", type=int, default=4096, help="ASR context positions per session")
     p.add_argument("--text-n-ctx", type=int, default=4096, help="text-model context positions per session")
+    p.add_argument("--draft", metavar="PATH|mtp", default=None,
+                   help="speculative decoding for the text model: a DFlash drafter GGUF (mimo-ggml convert dflash) "
+                        "or 'mtp' (the model's own MTP blocks)")
+    p.add_argument("--draft-block", type=int, default=8,
+                   help="tokens per verify pass with --draft (default 8; MTP: at most its blocks + 1)")
     p.add_argument("--max-clip", type=float, default=60.0,
                    help="without the VAD: split longer audio at pauses into clips of at most this many seconds "
                         "(0: one pass)")
@@ -127,6 +138,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_key=args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None),
         sessions=args.sessions, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, device=args.device,
         threads=args.threads, kv_type=args.kv_type, n_ctx=args.n_ctx, text_n_ctx=args.text_n_ctx,
+        text_draft=args.draft, text_draft_block=args.draft_block,
         max_clip_s=args.max_clip, vad=not args.no_vad, max_segment_s=args.max_segment, log_level="debug" if getattr(args, "verbose", False) else "info",
     )
 
@@ -139,7 +151,7 @@ def run(config: ServerConfig) -> int:
         print(f"mimo-ggml: error: the server needs its extra ({exc.name or exc}): "
               "pip install 'mimo-ggml[server]'", file=sys.stderr)
         return 2
-    for path in (config.asr_model, config.text_model, config.tokenizer):
+    for path in (config.asr_model, config.text_model, config.tokenizer, config.text_draft):
         # a missing local file fails now, not after the port is open (hub ids are looked up when loading)
         if path and path.endswith(".gguf") and not Path(path).exists():
             print(f"mimo-ggml: error: model file not found: {path}", file=sys.stderr)

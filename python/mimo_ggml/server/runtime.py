@@ -104,15 +104,25 @@ class TextRuntime:
     """The MoE text model of the server, its chat template and sessions."""
 
     def __init__(self, path: str, *, device: str = "auto", n_threads: Optional[int] = None,
-                 kv_type: str = "f16", n_ctx: int = 4096):
+                 kv_type: str = "f16", n_ctx: int = 4096, draft: Optional[str] = None, draft_block: int = 8):
         self.path = os.fspath(path)
         self.id = model_id(path)
         self.kv_type, self.n_ctx = kv_type, n_ctx
         self.model = TextModel.load(self.path, device=device, n_threads=n_threads)
         self.chat_template: Optional[str] = self.model.chat_template or None
+        # speculative decoding: one DFlash drafter shared by every session, or the model's MTP blocks
+        self.draft_block = draft_block
+        self.draft = None
+        try:
+            if draft is not None:
+                self.draft = "mtp" if draft == "mtp" else self.model.load_draft(draft)
+        except BaseException:
+            self.model.close()
+            raise
 
     def open_session(self):
-        return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
+        return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx, draft=self.draft,
+                                  draft_block=self.draft_block)
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt for ``messages`` through the model's own template (ChatML without one)."""
@@ -140,4 +150,6 @@ class TextRuntime:
         return stream.result
 
     def close(self) -> None:
+        if self.draft is not None and self.draft != "mtp":
+            self.draft.close()
         self.model.close()

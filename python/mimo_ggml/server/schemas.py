@@ -372,8 +372,19 @@ def usage(result) -> dict:
             "total_tokens": int(result.prompt_tokens) + int(result.completion_tokens)}
 
 
+def with_draft_timings(response: dict, result) -> dict:
+    """A speculative generation's acceptance figures, as llama.cpp's server
+    reports them (``timings.draft_n`` / ``draft_n_accepted``), plus ours."""
+    d = getattr(result, "draft_stats", None)
+    if d is not None:
+        response["timings"] = {"draft_n": int(d["proposed"]), "draft_n_accepted": int(d["accepted"]),
+                               "draft_rounds": int(d["rounds"]),
+                               "draft_mean_accepted_length": float(d["mean_accepted_length"])}
+    return response
+
+
 def chat_completion(id_: str, model: str, result, created: Optional[int] = None) -> dict:
-    return {
+    return with_draft_timings({
         "id": id_,
         "object": "chat.completion",
         "created": int(created or time.time()),
@@ -386,7 +397,7 @@ def chat_completion(id_: str, model: str, result, created: Optional[int] = None)
         }],
         "usage": usage(result),
         "system_fingerprint": None,
-    }
+    }, result)
 
 
 def chat_chunk(id_: str, model: str, created: int, delta: Optional[dict] = None,
@@ -402,7 +413,7 @@ def chat_chunk(id_: str, model: str, created: int, delta: Optional[dict] = None,
 
 
 def text_completion(id_: str, model: str, result, created: Optional[int] = None) -> dict:
-    return {
+    return with_draft_timings({
         "id": id_,
         "object": "text_completion",
         "created": int(created or time.time()),
@@ -410,7 +421,7 @@ def text_completion(id_: str, model: str, result, created: Optional[int] = None)
         "choices": [{"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}],
         "usage": usage(result),
         "system_fingerprint": None,
-    }
+    }, result)
 
 
 def completion_chunk(id_: str, model: str, created: int, text: str = "", finish_reason: Optional[str] = None,
