@@ -69,6 +69,11 @@ ggml_tensor * cached_attention(ggml_context * ctx, ggml_cgraph * gf, const KvCac
     return attention(ctx, q, kc, vc, mask, scale, sinks);
 }
 
+ggml_tensor * graph_input(ggml_tensor * t) {
+    ggml_set_input(t);
+    return t;
+}
+
 GraphArena::GraphArena(size_t max_nodes) {
     ggml_init_params params{ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false), nullptr,
                             true};

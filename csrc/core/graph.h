@@ -60,6 +60,9 @@ struct GraphArena {
     ggml_cgraph * gf = nullptr;
 };
 
+// Marks t as a graph input (its data is set before each compute); returns t.
+ggml_tensor * graph_input(ggml_tensor * t);
+
 // Resets the scheduler and allocates gf's nodes in it; a Backend error naming
 // `what` if the memory cannot be had.
 void sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * gf, const char * what);

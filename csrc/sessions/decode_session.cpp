@@ -134,23 +134,19 @@ DecodeSession::Graph & DecodeSession::prepare(const Shape & shape) {
     g->shape = shape;
     DecoderInputs & in = g->in;
     ggml_context * ctx = g->ctx;
-    auto input = [](ggml_tensor * t) {
-        ggml_set_input(t);
-        return t;
-    };
-    if (shape.tokens) in.tokens = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
+    if (shape.tokens) in.tokens = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
     if (shape.n_emb > 0) {
-        in.embeddings = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, model_.n_embd(), shape.n_emb));
-        if (shape.tokens) in.row_source = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
+        in.embeddings = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, model_.n_embd(), shape.n_emb));
+        if (shape.tokens) in.row_source = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
     }
-    in.positions = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
+    in.positions = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n));
     if (has_full_) {
-        in.slots_full = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
-        in.mask_full = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_full, shape.n));
+        in.slots_full = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
+        in.mask_full = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_full, shape.n));
     }
     if (has_swa_) {
-        in.slots_swa = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
-        in.mask_swa = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_swa, shape.n));
+        in.slots_swa = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, shape.n));
+        in.mask_swa = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, shape.n_kv_swa, shape.n));
     }
     in.n_kv_full = shape.n_kv_full;
     in.n_kv_swa = shape.n_kv_swa;

@@ -71,30 +71,26 @@ DflashDrafter::Graph & DflashDrafter::prepare(int64_t n_inject, int64_t n_block,
     g->n_block = n_block;
     g->n_kv = n_kv;
     ggml_context * ctx = g->ctx;
-    auto input = [](ggml_tensor * t) {
-        ggml_set_input(t);
-        return t;
-    };
     const DflashHParams & hp = model_.hparams();
     if (n_inject > 0) {
-        g->features = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_target_features, n_inject));
-        g->inject_pos = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_inject));
-        g->inject_slots = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n_inject));
+        g->features = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_target_features, n_inject));
+        g->inject_pos = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_inject));
+        g->inject_slots = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n_inject));
         model_.build_inject(ctx, g->gf, g->features, g->inject_pos, g->inject_slots, *kv_, run_);
     }
     if (n_block > 0) {
         const Mimo2Model & target = weights_->target()->model();
         // [anchor, MASK x (B - 1)]: the anchor's target embedding, then the mask embedding (spec §3.2)
         ggml_tensor * mask_row = model_.mask_embd();
-        g->tokens = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, mask_row ? 1 : n_block));
+        g->tokens = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, mask_row ? 1 : n_block));
         ggml_tensor * h0 = ggml_get_rows(ctx, target.token_embd(), g->tokens);
         if (mask_row && n_block > 1) {
             ggml_tensor * shape = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_embd, n_block - 1);
             h0 = ggml_concat(ctx, h0, ggml_repeat(ctx, ggml_reshape_2d(ctx, mask_row, hp.n_embd, 1), shape), 1);
         }
-        g->positions = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_block));
-        g->slots = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n_block));
-        g->mask = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, n_block));
+        g->positions = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_block));
+        g->slots = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n_block));
+        g->mask = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, n_kv, n_block));
         g->logits = model_.build_block(ctx, g->gf, h0, g->positions, g->slots, g->mask, n_kv, *kv_, target.output(),
                                        run_);
     }

@@ -60,17 +60,13 @@ MtpDrafter::Graph & MtpDrafter::prepare(int j, int64_t m) {
     g->j = j;
     g->m = m;
     ggml_context * ctx = g->ctx;
-    auto input = [](ggml_tensor * t) {
-        ggml_set_input(t);
-        return t;
-    };
     DecoderInputs & in = g->in;
-    in.tokens = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, m));
-    in.embeddings = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, model_.n_embd(), m));
-    in.positions = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, m));
-    in.slots_swa = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, m));
+    in.tokens = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, m));
+    in.embeddings = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, model_.n_embd(), m));
+    in.positions = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, m));
+    in.slots_swa = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, m));
     in.n_kv_swa = rings_[size_t(j)].n_slots();
-    in.mask_swa = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, in.n_kv_swa, m));
+    in.mask_swa = graph_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F16, in.n_kv_swa, m));
     g->logits = model_.build_mtp(ctx, g->gf, j, in, *kv_);
     sched_alloc_graph(sched_->get(), g->gf, "MTP drafter");
     graph_ = std::move(g);

@@ -89,13 +89,14 @@ void SpeculativeGenerator::round() {
         draft = drafter_.propose(anchor, start, k, choose);
         stats_.draft_s += seconds_since(t0);
         if (spec_.override_drafts) {
-            std::vector<int32_t> before = draft.tokens;
             spec_.override_drafts(draft.tokens, start);
             if (int64_t(draft.tokens.size()) != k) fail(ErrorKind::InvalidArgument, "a draft override changed the count");
             for (int32_t id : draft.tokens) {
                 if (id < 0 || id >= n_vocab) fail(ErrorKind::InvalidArgument, "a draft override gave an id outside the vocabulary");
             }
-            if (draft.tokens != before) draft.logits.clear();  // its own distribution no longer applies
+            // overridden drafts were not drawn from the drafter's distribution (even where they equal its
+            // samples): the test min(1, P/Q) would bias them; as point masses, accepting with P(d) is exact
+            draft.logits.clear();
         }
     }
     std::vector<int32_t> rows{anchor};
