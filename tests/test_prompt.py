@@ -15,7 +15,7 @@ import pytest
 
 from mimo_ggml.chat import format_chat
 from mimo_ggml.errors import InvalidArgumentError, ModelLoadError
-from mimo_ggml.postprocess import clean_text, drop_stop_id, postprocess_ids
+from mimo_ggml.postprocess import clean_text, drop_stop_id, language_tag_probability, postprocess_ids
 from mimo_ggml.prompt import (
     INSTRUCTION_EN,
     INSTRUCTION_ZH,
@@ -236,6 +236,32 @@ def test_drop_stop_id_only_last():
     assert drop_stop_id([1, IM_END, 2], [IM_END]) == [1, IM_END, 2]  # length-limited: keep the last token
     assert drop_stop_id([ENDOFTEXT, ENDOFTEXT], [ENDOFTEXT]) == [ENDOFTEXT]
     assert drop_stop_id([], [IM_END]) == []
+
+
+def test_language_tag_probability_sums_the_tag_tokens(qwen):
+    from mimo_ggml.results import Segment, Transcription
+
+    body = qwen.encode(" hello there")
+    rng = np.random.default_rng(0)
+    for tag, code in ((TAG_EN, "en"), (TAG_ZH, "zh")):
+        ids = NO_THINK + tag + body  # the tag after the empty think block, as the model writes it
+        logprobs = list(-rng.random(len(ids)))
+        at = len(NO_THINK)
+        want = float(np.exp(sum(logprobs[at:at + len(tag)])))
+        assert language_tag_probability(ids, logprobs, qwen) == pytest.approx(want, rel=1e-12)
+        # the transcription reports the first segment's that wrote its language
+        segs = [Segment(0, 0.0, 1.0, "a", language=None),
+                Segment(1, 1.0, 2.0, "b", language=code, language_probability=want),
+                Segment(2, 2.0, 3.0, "c", language=code, language_probability=0.5)]
+        t = Transcription.from_segments(segs, language="auto")
+        assert t.language == code and t.language_probability == pytest.approx(want)
+        assert t.to_dict()["segments"][1]["language_probability"] == pytest.approx(want)
+    # the earliest tag wins; none written: None
+    both = TAG_ZH + body + TAG_EN
+    lp = [-0.1] * len(both)
+    assert language_tag_probability(both, lp, qwen) == pytest.approx(np.exp(-0.1 * len(TAG_ZH)))
+    assert language_tag_probability(body, [-0.1] * len(body), qwen) is None
+    assert Transcription.from_segments([Segment(0, 0.0, 1.0, "x")], language="auto").language_probability is None
 
 
 def test_postprocess_ids_auto_mode(qwen):

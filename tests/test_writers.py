@@ -207,7 +207,7 @@ def test_segment_to_dict_plain_types():
     json.dumps(d)  # numpy scalars converted
     assert d == {"id": 0, "seek": 50, "start": 0.5, "end": 1.0, "text": "x", "tokens": [1, 2], "temperature": 0.0,
                  "avg_logprob": 0.0, "compression_ratio": pytest.approx(1 / 9), "no_speech_prob": 0.0,
-                 "finish_reason": "stop", "language": None}
+                 "finish_reason": "stop", "language": None, "language_probability": None}
 
 
 def _long_sample() -> Transcription:

@@ -8,6 +8,7 @@ text as tokens arrive; the tests check the two agree.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Optional
@@ -23,6 +24,7 @@ __all__ = [
     "drop_stop_id",
     "clean_text",
     "postprocess_ids",
+    "language_tag_probability",
 ]
 
 # Deleted wherever they appear (the last two defensively, §12.2 step 3).
@@ -91,3 +93,28 @@ def postprocess_ids(
         stop_ids = _stop_ids_of(tokenizer)
     kept = drop_stop_id(ids, stop_ids)
     return clean_text(tokenizer.decode(kept, skip_special=False))
+
+
+def language_tag_probability(
+    ids: Iterable[int],
+    logprobs: Iterable[float],
+    tokenizer: "TextTokenizer",
+) -> Optional[float]:
+    """The model's probability for the language tag it wrote (auto mode):
+    exp of the summed log-probabilities of the tag's tokens where the tag
+    first appears in ``ids`` (the tag is ordinary BPE text, §8: ``<english>``
+    is ``<``, ``english``, ``>``). None when no tag was written."""
+    ids, logprobs = [int(i) for i in ids], [float(x) for x in logprobs]
+    best: Optional[tuple[int, int]] = None  # (start, length) of the earliest tag
+    for tag in LANGUAGE_TAG_STRINGS:
+        seq = tokenizer.encode(tag)
+        n = len(seq)
+        for i in range(len(ids) - n + 1):
+            if ids[i:i + n] == seq:
+                if best is None or i < best[0]:
+                    best = (i, n)
+                break
+    if best is None or len(logprobs) < best[0] + best[1]:
+        return None
+    start, n = best
+    return float(math.exp(sum(logprobs[start:start + n])))

@@ -47,7 +47,9 @@ class Segment:
     (stop id excluded). ``avg_logprob`` is the mean log-probability of the
     generated tokens, ``no_speech_prob`` the voice-activity detector's doubt
     that the stretch holds speech (see :mod:`mimo_ggml.vad`); both are None
-    when not measured. ``temperature`` is the sampling temperature (0:
+    when not measured. ``language_probability`` (auto mode) is the model's
+    probability for the language tag it wrote in this segment, None without
+    one. ``temperature`` is the sampling temperature (0:
     greedy); ``seek`` the start in 10 ms steps (set from ``start`` when not
     given); :attr:`compression_ratio` is computed from the text.
     """
@@ -63,6 +65,7 @@ class Segment:
     no_speech_prob: Optional[float] = None
     temperature: float = 0.0
     seek: Optional[int] = None
+    language_probability: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.seek is None:
@@ -76,7 +79,7 @@ class Segment:
     def to_dict(self) -> dict[str, Any]:
         """OpenAI's verbose_json segment (``id, seek, start, end, text, tokens,
         temperature, avg_logprob, compression_ratio, no_speech_prob``) plus
-        ``finish_reason`` and ``language``. The schema wants numbers, so an
+        ``finish_reason``, ``language`` and ``language_probability``. The schema wants numbers, so an
         unmeasured ``avg_logprob`` or ``no_speech_prob`` is written as 0.0
         (the value no filter drops: full confidence, certainly speech)."""
         return {
@@ -92,6 +95,7 @@ class Segment:
             "no_speech_prob": _or_zero(self.no_speech_prob),
             "finish_reason": self.finish_reason,
             "language": self.language,
+            "language_probability": _opt_float(self.language_probability),
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class Segment:
                 no_speech_prob=_opt_float(data.get("no_speech_prob")),
                 temperature=float(data.get("temperature", 0.0)),
                 seek=None if seek is None else int(seek),
+                language_probability=_opt_float(data.get("language_probability")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"not a segment record: {exc}") from None
@@ -161,9 +166,14 @@ class Transcription:
         """The transcription of ``segments`` (in order): the language is the
         first one a segment detected, else ``language`` (the requested one;
         "auto" or None: unknown); texts are joined with "" for Chinese and
-        " " otherwise (spec asr.md §13)."""
+        " " otherwise (spec asr.md §13). Without a given
+        ``language_probability``, the model's probability for that language's
+        tag in the first segment that wrote it (auto mode)."""
         requested = None if language in (None, "auto") else language
         final = next((s.language for s in segments if s.language), None) or requested
+        if language_probability is None:
+            language_probability = next((s.language_probability for s in segments
+                                         if s.language == final and s.language_probability is not None), None)
         joiner = "" if final == "zh" else " "
         return cls(text=joiner.join(s.text for s in segments if s.text), language=final, duration=float(duration),
                    segments=list(segments), timings=dict(timings or {}),

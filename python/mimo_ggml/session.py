@@ -41,7 +41,7 @@ from .audio_tokenizer import clip_mels
 from .concurrency import OperationLock
 from .errors import InvalidArgumentError, UnsupportedModelError
 from .models import DEFAULT_MODEL, resolve_asr_files
-from .postprocess import postprocess_ids
+from .postprocess import language_tag_probability, postprocess_ids
 from .prompt import AsrSpecialIds, asr_prompt_parts, normalize_language
 from .results import Segment, Transcription
 from .text_tokenizer import TextTokenizer
@@ -395,11 +395,13 @@ class Session(Closeable):
         tokens = list(out["tokens"])
         logprobs = out["logprobs"]
         text_, detected = postprocess_ids(tokens, self.model.text_tokenizer, self._stops)
+        tag_prob = (language_tag_probability(tokens, logprobs, self.model.text_tokenizer)
+                    if lang == "auto" and detected else None)
         return Segment(id=clip.index, start=clip.start / TARGET_SAMPLE_RATE, end=clip.end / TARGET_SAMPLE_RATE,
                        text=text_, tokens=tokens, finish_reason=out["finish_reason"],
                        language=detected or (None if lang == "auto" else lang),
                        avg_logprob=float(np.mean(logprobs)) if logprobs else None,
-                       no_speech_prob=clip.no_speech_prob)
+                       no_speech_prob=clip.no_speech_prob, language_probability=tag_prob)
 
     def stages(self, audio, sample_rate: Optional[int] = None, *, language: str = "auto",
                instruction: Optional[str] = None) -> dict:
