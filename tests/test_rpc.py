@@ -103,32 +103,40 @@ def test_asr_transcription_tokens_match_local(tiny_asr, server):
     out = {}
     for device in ("cpu", f"rpc:{server}"):
         with Session(tiny_asr["f32_fused"], device=device, n_threads=1, kv_type="f32") as s:
-            r = s.transcribe(audio, sample_rate=24000, language="en", max_new_tokens=12)
+            r = s.transcribe(audio, sample_rate=24000, language="en", max_new_tokens=12, vad=False)
             out[device] = [list(seg.tokens) for seg in r.segments]
+    assert out["cpu"] and any(out["cpu"])  # noise without the VAD: a segment with tokens to compare
     assert out[f"rpc:{server}"] == out["cpu"]
 
 
-def test_mimo2_logits_and_greedy_tokens_match_local(tmp_path_factory, server):
+@pytest.fixture(scope="module")
+def mimo2_path(tmp_path_factory):
     import moe_fixtures as mf
-    from mimo_ggml import TextSession
     from mimo_ggml.convert.mimo2 import convert_mimo2
 
     root = tmp_path_factory.mktemp("rpc_mimo2")
     geo = mf.Geometry(hidden=64, layers=3, pattern=(0, 1, 0), moe=(0, 1, 1), heads=4, kv_full=2, kv_swa=2)
     mf.write_synthetic_checkpoint(root / "ck", geo, model_type="mimo_v2", linear="bf16", experts="bf16",
                                   fused_qkv=True, extras=False, seed=7)
-    path = root / "m.gguf"
-    convert_mimo2(root / "ck", path, dtype="f32", fuse_qkv=True)
+    convert_mimo2(root / "ck", root / "m.gguf", dtype="f32", fuse_qkv=True)
+    return root / "m.gguf"
+
+
+def mimo2_run(path, **where):
+    """(all logits of a 24-token prompt, 10 greedy tokens, weight bytes by device) of a mimo2 file."""
+    from mimo_ggml import TextSession
+
     ids = list(np.random.default_rng(1).integers(0, 200, 24))
-    out = {}
-    for device in ("cpu", f"rpc:{server}"):
-        with TextSession(path, device=device, n_threads=1, n_ctx=128, kv_type="f32") as s:
-            logits = s.eval(ids, all_logits=True)
-            s.reset()
-            gen = s.generate(ids, max_tokens=10)
-            out[device] = (logits, list(gen.tokens))
-    np.testing.assert_array_equal(out[f"rpc:{server}"][0], out["cpu"][0])
-    assert out[f"rpc:{server}"][1] == out["cpu"][1]
+    with TextSession(path, **where, n_threads=1, n_ctx=128, kv_type="f32", swa_window_keys=9) as s:
+        logits = s.eval(ids, all_logits=True)
+        s.reset()
+        return logits, list(s.generate(ids, max_tokens=10).tokens), s.weights_bytes_by_device
+
+
+def test_mimo2_logits_and_greedy_tokens_match_local(mimo2_path, server):
+    local, remote = mimo2_run(mimo2_path, device="cpu"), mimo2_run(mimo2_path, device=f"rpc:{server}")
+    np.testing.assert_array_equal(remote[0], local[0])
+    assert remote[1] == local[1]
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +222,10 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from mimo_ggml import LanguageModel
     from mimo_ggml.errors import BackendError
-    path, device, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    lm = LanguageModel(path, device=device, n_threads=1, kv_type="f32", n_ctx=64)
+    path, devices, pid = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    lm = LanguageModel(path, devices=devices, n_threads=1, kv_type="f32", n_ctx=64)
     tok = int(lm.eval([1, 2, 3])[0].argmax())
-    os.kill(pid, signal.SIGKILL)          # the server dies between two steps
+    os.kill(pid, signal.SIGKILL)          # the server (of the last device) dies between two steps
     try:
         for _ in range(20):
             tok = int(lm.step(tok)[0].argmax())
@@ -229,13 +237,14 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_path):
-    _, files = tiny_lm
+def kill_mid_generation(lm_path, tmp_path, other_devices=()):
+    """Runs KILL_SCRIPT on other_devices + a fresh server that it kills; its output."""
     proc, endpoint = start_server()
     try:
         script = tmp_path / "kill.py"
         script.write_text(KILL_SCRIPT)
-        r = subprocess.run([sys.executable, str(script), str(files["f32_fused"]), f"rpc:{endpoint}", str(proc.pid)],
+        devices = ",".join([*other_devices, f"rpc:{endpoint}"])
+        r = subprocess.run([sys.executable, str(script), str(lm_path), devices, str(proc.pid)],
                            capture_output=True, text=True, timeout=120)
     finally:
         stop_server(proc)
@@ -244,14 +253,91 @@ def test_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_pa
     assert "CLOSED" in r.stdout
 
 
-def test_cli_rpc_server_help_warns_and_rpc_option_sets_device():
+def test_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_path):
+    kill_mid_generation(tiny_lm[1]["f32_fused"], tmp_path)
+
+
+def test_cli_rpc_server_help_warns():
     from mimo_ggml.cli import build_parser
 
     p = build_parser()
     help_text = next(a for a in p._subparsers._group_actions[0].choices["rpc-server"].format_help().split("\n\n")
                      if "authentication" in a)
     assert "NO" in help_text and "127.0.0.1" in help_text
-    args = p.parse_args(["generate", "-m", "x.gguf", "-p", "hi", "--rpc", "127.0.0.1:5000"])
-    assert args.device == "rpc:127.0.0.1:5000"
-    with pytest.raises(SystemExit):
-        p.parse_args(["generate", "-m", "x.gguf", "-p", "hi", "--rpc", "127.0.0.1:5000,127.0.0.1:5001"])
+
+
+@pytest.fixture(scope="module")
+def two_servers():
+    started = [start_server() for _ in range(2)]
+    yield [endpoint for _, endpoint in started]
+    for proc, _ in started:
+        stop_server(proc)
+
+
+def _split(servers, split=None):
+    return dict(devices=["cpu"] + [f"rpc:{e}" for e in servers], layer_split=split)
+
+
+def _spread(by_device):
+    """Weight bytes on the local CPU and on the RPC devices."""
+    local = by_device.get("CPU", 0)
+    remote = sorted(v for k, v in by_device.items() if k != "CPU")
+    return local, remote
+
+
+def test_lm_split_over_cpu_and_two_servers_matches_local(tiny_lm, two_servers):
+    from mimo_ggml import LanguageModel
+
+    _, files = tiny_lm
+    ids = [1, 5, 9, 33, 70, 2, 8, 100, 64, 3]
+    results = {}
+    for name, where in (("local", dict(device="cpu")), ("split", _split(two_servers)),
+                        ("uneven", _split(two_servers, [0, 1, 3]))):
+        with LanguageModel(files["f32_fused"], **where, n_threads=1, kv_type="f32", n_ctx=64) as lm:
+            logits = lm.eval(ids, all_logits=True)
+            tokens, step = [], logits[-1:]
+            for _ in range(8):
+                tokens.append(int(step[0].argmax()))
+                step = lm.step(tokens[-1])
+            lm.reset()
+            last = lm.eval(ids)  # only the last row's logits: the path that prunes rows
+            results[name] = (logits, tokens, lm.weights_bytes_by_device, lm.weights_bytes, last)
+    local = results["local"]
+    for name in ("split", "uneven"):
+        np.testing.assert_array_equal(results[name][0], local[0])  # same CPU kernels everywhere: bit for bit
+        np.testing.assert_allclose(results[name][4], local[4], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(results[name][4][-1], local[0][-1], rtol=0, atol=1e-4)
+        assert results[name][1] == local[1]
+        assert sum(results[name][2].values()) == results[name][3]
+    # the layers really are spread: the servers hold weights, and a 0 share leaves only the non-layer tensors here
+    even_local, even_remote = _spread(results["split"][2])
+    assert len(even_remote) == 2 and min(even_remote) > 0
+    uneven_local, uneven_remote = _spread(results["uneven"][2])
+    assert uneven_local < even_local and len(uneven_remote) == 2 and uneven_remote[1] > uneven_remote[0] > 0
+
+
+def test_asr_split_over_cpu_and_two_servers_matches_local(tiny_asr, two_servers):
+    from mimo_ggml import Session
+
+    rng = np.random.default_rng(3)
+    audio = (0.1 * rng.standard_normal(24000 * 2)).astype(np.float32)
+    out = {}
+    for name, where in (("local", dict(device="cpu")), ("split", _split(two_servers))):
+        with Session(tiny_asr["f32_fused"], **where, n_threads=1, kv_type="f32") as s:
+            r = s.transcribe(audio, sample_rate=24000, language="en", max_new_tokens=12, vad=False)
+            out[name] = [list(seg.tokens) for seg in r.segments]
+            spread = _spread(s.model.weights_bytes_by_device)
+    assert out["local"] and any(out["local"])
+    assert out["split"] == out["local"]
+    assert len(spread[1]) == 2 and min(spread[1]) > 0
+
+
+def test_mimo2_split_over_cpu_and_two_servers_matches_local(mimo2_path, two_servers):
+    local, split = mimo2_run(mimo2_path, device="cpu"), mimo2_run(mimo2_path, **_split(two_servers))
+    np.testing.assert_array_equal(split[0], local[0])
+    assert split[1] == local[1]
+    assert len(_spread(split[2])[1]) == 2
+
+
+def test_split_with_a_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_path, two_servers):
+    kill_mid_generation(tiny_lm[1]["f32_fused"], tmp_path, ["cpu", f"rpc:{two_servers[0]}"])

@@ -17,9 +17,9 @@ namespace {
 
 class PyAsrAdapter {
 public:
-    PyAsrAdapter(const std::string & path, const std::string & device, std::optional<int64_t> n_threads) {
+    PyAsrAdapter(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, const std::vector<std::string> & devices, const std::vector<double> & layer_split) {
         py::gil_scoped_release nogil;
-        auto backend = std::make_shared<Backend>(device, n_threads);
+        auto backend = make_backend(device, devices, layer_split, n_threads);
         h_.weights = std::make_shared<AsrLmWeights>(path, backend, true, false);
         h_.runner = std::make_unique<AsrAdapterSession>(h_.weights);
     }
@@ -92,8 +92,8 @@ private:
 
 void bind_asr_adapter(py::module_ & m) {
     py::class_<PyAsrAdapter>(m, "AsrAdapter")
-        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>>(), py::arg("path"), py::arg("device") = "auto",
-             py::arg("n_threads") = py::none())
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, const std::vector<std::string> &, const std::vector<double> &>(), py::arg("path"),
+             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("devices") = std::vector<std::string>{}, py::arg("layer_split") = std::vector<double>{})
         .def("features", &PyAsrAdapter::features, py::arg("codes"),
              "LM input rows (G, n_embd) float32 of G audio groups; codes is (group_size·G, channels), time-major")
         .def("stages", &PyAsrAdapter::stages, py::arg("codes"),

@@ -169,11 +169,13 @@ private:
 class PyAsrModel {
 public:
     PyAsrModel(const std::string & model_path, const std::string & tokenizer_path, const std::string & device,
-               std::optional<int64_t> n_threads, bool bf16_rope) {
+               std::optional<int64_t> n_threads, bool bf16_rope, const std::vector<std::string> & devices,
+               const std::vector<double> & layer_split) {
         AudioTokenizerOptions opt;
         opt.bf16_rope = bf16_rope;
         py::gil_scoped_release nogil;
-        model_ = std::make_shared<AsrModel>(model_path, tokenizer_path, device, n_threads, opt);
+        model_ = std::make_shared<AsrModel>(model_path, tokenizer_path,
+                                            make_backend(device, devices, layer_split, n_threads), opt);
     }
 
     const std::shared_ptr<const AsrModel> & get() const {
@@ -200,8 +202,10 @@ private:
 void bind_asr_model(py::module_ & m) {
     using M = PyAsrModel;
     py::class_<M>(m, "AsrModel")
-        .def(py::init<const std::string &, const std::string &, const std::string &, std::optional<int64_t>, bool>(), py::arg("model"),
-             py::arg("tokenizer"), py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("bf16_rope") = true)
+        .def(py::init<const std::string &, const std::string &, const std::string &, std::optional<int64_t>, bool,
+                      const std::vector<std::string> &, const std::vector<double> &>(),
+             py::arg("model"), py::arg("tokenizer"), py::arg("device") = "auto", py::arg("n_threads") = py::none(),
+             py::arg("bf16_rope") = true, py::arg("devices") = std::vector<std::string>{}, py::arg("layer_split") = std::vector<double>{})
         .def("session", &M::session, py::arg("n_ctx") = 4096, py::arg("kv_type") = "f16")
         .def("close", &M::close)
         .def("string_arrays",
@@ -221,7 +225,8 @@ void bind_asr_model(py::module_ & m) {
                                [](M & self) { return self.get()->tokenizer()->model().hparams().n_mels; })
         .def_property_readonly("device", [](M & self) { return self.get()->backend()->device_name(); })
         .def_property_readonly("n_threads", [](M & self) { return self.get()->backend()->n_threads(); })
-        .def_property_readonly("weights_bytes", [](M & self) { return self.get()->bytes(); });
+        .def_property_readonly("weights_bytes", [](M & self) { return self.get()->bytes(); })
+        .def_property_readonly("weights_bytes_by_device", [](M & self) { return self.get()->bytes_by_device(); });
 
     using S = PyAsrSession;
     py::class_<S>(m, "AsrSession")

@@ -18,12 +18,12 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 class PyAudioTokenizer {
 public:
     PyAudioTokenizer(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, bool bf16_rope,
-                     int64_t n_codebooks) {
+                     int64_t n_codebooks, const std::vector<std::string> & devices, const std::vector<double> & layer_split) {
         AudioTokenizerOptions opt;
         opt.bf16_rope = bf16_rope;
         opt.n_codebooks = n_codebooks;
         py::gil_scoped_release nogil;
-        auto backend = std::make_shared<Backend>(device, n_threads);
+        auto backend = make_backend(device, devices, layer_split, n_threads);
         h_.weights = std::make_shared<AudioTokenizerWeights>(path, backend, opt);
         h_.runner = std::make_unique<AudioTokenizerSession>(h_.weights);
     }
@@ -72,9 +72,9 @@ private:
 
 void bind_audio_tokenizer(py::module_ & m) {
     py::class_<PyAudioTokenizer>(m, "AudioTokenizer")
-        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, int64_t>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("bf16_rope") = true,
-             py::arg("n_codebooks") = 8)
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, int64_t, const std::vector<std::string> &, const std::vector<double> &>(),
+             py::arg("path"), py::arg("device") = "auto", py::arg("n_threads") = py::none(),
+             py::arg("bf16_rope") = true, py::arg("n_codebooks") = 8, py::arg("devices") = std::vector<std::string>{}, py::arg("layer_split") = std::vector<double>{})
         .def("encode_mel", &PyAudioTokenizer::encode_mel, py::arg("mel"), py::arg("return_gaps") = false,
              "RVQ codes (T_code, n_codebooks) int32 of one chunk's log-mel (T_mel, n_mels); with return_gaps "
              "also the second-best minus best squared distance of each code")

@@ -209,7 +209,13 @@ void bind_decode_session(py::module_ & m) {
                  o.banned = id_list(banned);
                  o.max_tokens = max_tokens;
                  std::optional<SpeculativeOptions> spec;
-                 if (speculative && self->drafter) {
+                 if (!speculative && self->drafter) {
+                     // the plain loop feeds the target only: the drafter's context would fall behind it
+                     fail(ErrorKind::InvalidArgument,
+                          "speculative=False on a session with a drafter; open a second session without a draft on "
+                          "the same model for plain decoding");
+                 }
+                 if (self->drafter) {
                      spec.emplace();
                      spec->block = draft_block.value_or(self->draft_block);
                      if (!draft_override.is_none()) {
@@ -229,7 +235,7 @@ void bind_decode_session(py::module_ & m) {
              py::arg("banned") = py::none(), py::arg("speculative") = true, py::arg("draft_block") = py::none(),
              py::arg("draft_override") = py::none(),
              "Evaluate prompt (appended to the context) and return a Generator of the next tokens (speculative when "
-             "the session has a drafter, unless speculative=False)")
+             "the session has a drafter; speculative=False is refused there)")
         .def("propose",
              [](S & self, py::handle tokens, std::optional<int64_t> k) {
                  if (!self.drafter) fail(ErrorKind::InvalidArgument, "this session has no drafter");

@@ -11,10 +11,11 @@ namespace {
 
 class PyAsrLanguageModel {
 public:
-    PyAsrLanguageModel(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, bool repack_weights) {
+    PyAsrLanguageModel(const std::string & path, const std::string & device, std::optional<int64_t> n_threads,
+                       bool repack_weights, const std::vector<std::string> & devices, const std::vector<double> & layer_split) {
         py::gil_scoped_release nogil;
-        weights_ = std::make_shared<AsrLmWeights>(path, std::make_shared<Backend>(device, n_threads, repack_weights),
-                                                  false, true);
+        weights_ = std::make_shared<AsrLmWeights>(
+            path, make_backend(device, devices, layer_split, n_threads, repack_weights), false, true);
     }
 
     const std::shared_ptr<const AsrLmWeights> & weights() const {
@@ -48,8 +49,9 @@ private:
 void bind_language_model(py::module_ & m) {
     using T = PyAsrLanguageModel;
     py::class_<T>(m, "AsrLanguageModel")
-        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("repack_weights") = true)
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, const std::vector<std::string> &, const std::vector<double> &>(),
+             py::arg("path"), py::arg("device") = "auto", py::arg("n_threads") = py::none(),
+             py::arg("repack_weights") = true, py::arg("devices") = std::vector<std::string>{}, py::arg("layer_split") = std::vector<double>{})
         .def("session", &T::session, py::arg("n_ctx") = 4096, py::arg("kv_type") = "f16")
         .def("close", &T::close)
         .def_property_readonly("n_vocab", [](T & self) { return self.hp().n_vocab; })
@@ -59,6 +61,7 @@ void bind_language_model(py::module_ & m) {
         .def_property_readonly("device", [](T & self) { return self.weights()->backend()->device_name(); })
         .def_property_readonly("n_threads", [](T & self) { return self.weights()->backend()->n_threads(); })
         .def_property_readonly("weights_bytes", [](T & self) { return self.weights()->bytes(); })
+        .def_property_readonly("weights_bytes_by_device", [](T & self) { return self.weights()->bytes_by_device(); })
         .def_property_readonly("fused_qkv", [](T & self) {
             std::vector<bool> f;
             for (int i = 0; i < self.hp().n_layer; ++i) f.push_back(self.weights()->lm().fused_qkv(i));

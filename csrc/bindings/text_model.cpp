@@ -14,9 +14,10 @@ namespace {
 class PyTextModel {
 public:
     PyTextModel(const std::string & path, const std::string & device, std::optional<int64_t> n_threads, bool repack_weights,
-                bool mtp) {
+                bool mtp, const std::vector<std::string> & devices, const std::vector<double> & layer_split) {
         py::gil_scoped_release nogil;
-        weights_ = std::make_shared<TextWeights>(path, std::make_shared<Backend>(device, n_threads, repack_weights), mtp);
+        weights_ = std::make_shared<TextWeights>(
+            path, make_backend(device, devices, layer_split, n_threads, repack_weights), mtp);
     }
 
     const std::shared_ptr<const TextWeights> & weights() const {
@@ -128,9 +129,9 @@ py::object PyTextModel::session(std::optional<int64_t> n_ctx, const std::string 
 void bind_text_model(py::module_ & m) {
     using T = PyTextModel;
     py::class_<T>(m, "TextModel")
-        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, bool>(), py::arg("path"),
-             py::arg("device") = "auto", py::arg("n_threads") = py::none(), py::arg("repack_weights") = true,
-             py::arg("mtp") = true)
+        .def(py::init<const std::string &, const std::string &, std::optional<int64_t>, bool, bool, const std::vector<std::string> &, const std::vector<double> &>(),
+             py::arg("path"), py::arg("device") = "auto", py::arg("n_threads") = py::none(),
+             py::arg("repack_weights") = true, py::arg("mtp") = true, py::arg("devices") = std::vector<std::string>{}, py::arg("layer_split") = std::vector<double>{})
         .def("session", &T::session, py::arg("n_ctx") = 4096, py::arg("kv_type") = "f16",
              py::arg("swa_window_keys") = py::none(), py::arg("n_batch") = DecodeSession::kDefaultMaxBatch,
              py::arg("draft") = py::none(), py::arg("draft_block") = 8, py::arg("draft_window") = py::none(),
@@ -171,7 +172,8 @@ void bind_text_model(py::module_ & m) {
         .def_property_readonly("device", [](T & self) { return self.weights()->backend()->device_name(); })
         .def_property_readonly("n_threads", [](T & self) { return self.weights()->backend()->n_threads(); })
         .def_property_readonly("n_mtp", [](T & self) { return self.weights()->model().n_mtp(); })
-        .def_property_readonly("weights_bytes", [](T & self) { return self.weights()->bytes(); });
+        .def_property_readonly("weights_bytes", [](T & self) { return self.weights()->bytes(); })
+        .def_property_readonly("weights_bytes_by_device", [](T & self) { return self.weights()->bytes_by_device(); });
 
     using D = PyDraftModel;
     py::class_<D>(m, "DraftModel")

@@ -386,6 +386,30 @@ int max_thread_count() { return std::max(8, 4 * default_thread_count()); }
 
 Backend::Backend(const std::string & device, std::optional<int64_t> n_threads, bool repack_weights)
     : repack_weights_(repack_weights) {
+    init({device}, n_threads);
+}
+
+Backend::Backend(const std::vector<std::string> & devices, std::optional<int64_t> n_threads, bool repack_weights,
+                 const std::vector<double> & split)
+    : split_(split), repack_weights_(repack_weights) {
+    if (devices.empty()) fail(ErrorKind::InvalidArgument, "devices must name at least one device, e.g. ['cpu']");
+    if (!split.empty() && split.size() != devices.size()) {
+        fail(ErrorKind::InvalidArgument,
+             strfmt("layer_split needs one share per device: %zu devices, %zu shares", devices.size(), split.size()));
+    }
+    double total = 0;
+    for (double share : split) {
+        if (!(share >= 0) || share > 1e12) {
+            fail(ErrorKind::InvalidArgument,
+                 strfmt("layer_split shares must be non-negative numbers, got %g", share));
+        }
+        total += share;
+    }
+    if (!split.empty() && total <= 0) fail(ErrorKind::InvalidArgument, "layer_split shares must not all be 0");
+    init(devices, n_threads);
+}
+
+void Backend::init(const std::vector<std::string> & devices, std::optional<int64_t> n_threads) {
     if (n_threads && (*n_threads < 1 || *n_threads > max_thread_count())) {
         fail(ErrorKind::InvalidArgument,
              strfmt("n_threads must be between 1 and %d on this machine (%d cores), or None for all cores; got %lld",
@@ -393,10 +417,20 @@ Backend::Backend(const std::string & device, std::optional<int64_t> n_threads, b
     }
     n_threads_ = n_threads ? int(*n_threads) : default_thread_count();
     ensure_backends_loaded();
-    dev_ = resolve_device(device);
+    for (const std::string & spec : devices) {
+        ggml_backend_dev_t d = resolve_device(spec);
+        if (std::find(devices_.begin(), devices_.end(), d) != devices_.end()) {
+            fail(ErrorKind::InvalidArgument,
+                 strfmt("devices names %s twice ('%s'); list each device once", ggml_backend_dev_name(d),
+                        spec.c_str()));
+        }
+        devices_.push_back(d);
+    }
+    dev_ = devices_.front();
     cpu_dev_ = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev_) fail(ErrorKind::Backend, "this ggml build has no CPU backend");
     device_name_ = ggml_backend_dev_name(dev_);
+    for (size_t i = 1; i < devices_.size(); ++i) device_name_ += std::string("+") + ggml_backend_dev_name(devices_[i]);
 
     // CPU extra buffer types (repacked layouts for quantized matmuls)
     ggml_backend_reg_t cpu_reg = ggml_backend_dev_backend_reg(cpu_dev_);
@@ -416,35 +450,83 @@ Backend::Backend(const std::string & device, std::optional<int64_t> n_threads, b
     MIMO_LOG_INFO("mimo-ggml: device %s, %d threads", device_name_.c_str(), n_threads_);
 }
 
+std::shared_ptr<Backend> make_backend(const std::string & device, const std::vector<std::string> & devices,
+                                      const std::vector<double> & split, std::optional<int64_t> n_threads,
+                                      bool repack_weights) {
+    if (devices.empty()) {
+        if (!split.empty()) {
+            fail(ErrorKind::InvalidArgument,
+                 "layer_split needs a list of devices (devices=[...], or --rpc on the command line)");
+        }
+        return std::make_shared<Backend>(device, n_threads, repack_weights);
+    }
+    if (!device.empty() && lower(device) != "auto") {
+        fail(ErrorKind::InvalidArgument, strfmt("pass one device (device='%s') or a list (devices=[...]), not both",
+                                                device.c_str()));
+    }
+    return std::make_shared<Backend>(devices, n_threads, repack_weights, split);
+}
+
+std::vector<size_t> layer_devices(const std::vector<double> & split, size_t n_devices, int n_layer) {
+    std::vector<double> cumulative(n_devices);
+    double total = 0;
+    for (size_t d = 0; d < n_devices; ++d) {
+        total += split.empty() ? 1.0 : split[d];
+        cumulative[d] = total;
+    }
+    std::vector<size_t> out(size_t(std::max(n_layer, 0)), n_devices - 1);
+    for (int il = 0; il < n_layer; ++il) {
+        // the device whose share covers the middle of the layer
+        const double at = (il + 0.5) / n_layer * total;
+        for (size_t d = 0; d < n_devices; ++d) {
+            if (at < cumulative[d]) {
+                out[size_t(il)] = d;
+                break;
+            }
+        }
+    }
+    return out;
+}
+
+ggml_backend_dev_t Backend::layer_device(int il, int n_layer) const {
+    if (devices_.size() == 1 || n_layer <= 0 || il < 0 || il >= n_layer) return dev_;
+    return devices_[layer_devices(split_, devices_.size(), n_layer)[size_t(il)]];
+}
+
 Backend::~Backend() = default;
 
 ggml_backend_buffer_type_t Backend::weight_buffer_type() const { return ggml_backend_dev_buffer_type(dev_); }
 
 Scheduler::Scheduler(const Backend & backend, size_t max_nodes) {
-    cpu_ = ggml_backend_dev_init(backend.cpu_device(), nullptr);
-    if (!cpu_) fail(ErrorKind::Backend, "could not initialise the ggml CPU backend");
+    auto free_all = [this] {
+        for (ggml_backend_t b : instances_) ggml_backend_free(b);
+        instances_.clear();
+    };
+    for (ggml_backend_dev_t dev : backend.devices()) {
+        if (dev == backend.cpu_device()) continue;
+        ggml_backend_t b = ggml_backend_dev_init(dev, nullptr);
+        if (!b) {
+            free_all();
+            fail(ErrorKind::Backend, strfmt("could not initialise device %s", ggml_backend_dev_name(dev)));
+        }
+        instances_.push_back(b);
+    }
+    ggml_backend_t cpu = ggml_backend_dev_init(backend.cpu_device(), nullptr);
+    if (!cpu) {
+        free_all();
+        fail(ErrorKind::Backend, "could not initialise the ggml CPU backend");
+    }
+    instances_.push_back(cpu);
     // the thread count through the registry: the same call works when the CPU backend is a loaded module
     ggml_backend_reg_t cpu_reg = ggml_backend_dev_backend_reg(backend.cpu_device());
     auto set_threads = (ggml_backend_set_n_threads_t) ggml_backend_reg_get_proc_address(cpu_reg,
                                                                                        "ggml_backend_set_n_threads");
-    if (set_threads) set_threads(cpu_, backend.n_threads());
+    if (set_threads) set_threads(cpu, backend.n_threads());
     // No persistent ggml thread pool: its workers would not exist in a fork()ed child, where the
     // next graph would wait for them forever; ggml's per-graph threads measured within noise of it.
-    if (backend.main_is_cpu()) {
-        main_ = cpu_;
-    } else {
-        main_ = ggml_backend_dev_init(backend.device(), nullptr);
-        if (!main_) {
-            ggml_backend_free(cpu_);
-            fail(ErrorKind::Backend, strfmt("could not initialise device %s", backend.device_name().c_str()));
-        }
-    }
-    std::vector<ggml_backend_t> backends{main_};
-    if (main_ != cpu_) backends.push_back(cpu_);
-    sched_ = ggml_backend_sched_new(backends.data(), nullptr, int(backends.size()), max_nodes, false, true);
+    sched_ = ggml_backend_sched_new(instances_.data(), nullptr, int(instances_.size()), max_nodes, false, true);
     if (!sched_) {
-        if (main_ != cpu_) ggml_backend_free(main_);
-        ggml_backend_free(cpu_);
+        free_all();
         fail(ErrorKind::Backend, "could not create a ggml scheduler");
     }
 }
@@ -456,12 +538,13 @@ Scheduler::~Scheduler() {
     } catch (const std::exception & e) {
         MIMO_LOG_WARN("mimo-ggml: freeing a scheduler: %s", e.what());
     }
-    try {
-        if (main_ != cpu_) ggml_backend_free(main_);
-    } catch (const std::exception & e) {
-        MIMO_LOG_WARN("mimo-ggml: freeing a backend: %s", e.what());
+    for (ggml_backend_t b : instances_) {
+        try {
+            ggml_backend_free(b);
+        } catch (const std::exception & e) {
+            MIMO_LOG_WARN("mimo-ggml: freeing a backend: %s", e.what());
+        }
     }
-    ggml_backend_free(cpu_);
 }
 
 }  // namespace mimo

@@ -49,6 +49,11 @@ std::string rpc_protocol_version();
 // server that has gone away fails (and is only logged; the host-side handle leaks).
 void free_buffer_noexcept(ggml_backend_buffer_t buffer) noexcept;
 
+// How a model's layers are spread over several devices: layer `il` of a
+// stack of `n_layer` goes to the device whose share of the cumulative split
+// covers it (shares proportional to `split`, equal when empty).
+std::vector<size_t> layer_devices(const std::vector<double> & split, size_t n_devices, int n_layer);
+
 class Backend {
 public:
     // device: "auto" (first GPU, else CPU), "cpu", "cuda", "cuda:N", "metal",
@@ -59,16 +64,27 @@ public:
     // repacked (interleaved) layouts: faster prefill, slower single-token
     // decode on AVX2 machines; a plain layout gets huge pages instead.
     Backend(const std::string & device, std::optional<int64_t> n_threads, bool repack_weights = true);
+    // Several devices: each stack of layers ("blk.N", "audio.blk.N", ...) is
+    // split over them in order, in proportion to `split` (one non-negative
+    // share per device; empty: equal shares). Tensors outside the layers
+    // live on the first device.
+    Backend(const std::vector<std::string> & devices, std::optional<int64_t> n_threads, bool repack_weights,
+            const std::vector<double> & split);
     ~Backend();
     Backend(const Backend &) = delete;
     Backend & operator=(const Backend &) = delete;
 
     bool main_is_cpu() const { return dev_ == cpu_dev_; }
-    ggml_backend_dev_t device() const { return dev_; }      // where graphs run
+    ggml_backend_dev_t device() const { return dev_; }      // the first device: tensors outside the layers
     ggml_backend_dev_t cpu_device() const { return cpu_dev_; }  // fallback ops, host tables
     const std::string & device_name() const { return device_name_; }
     int n_threads() const { return n_threads_; }
     bool repack_weights() const { return repack_weights_; }
+
+    // every device of the split, the first one first (one entry without a split)
+    const std::vector<ggml_backend_dev_t> & devices() const { return devices_; }
+    // the device of layer il in a stack of n_layer layers
+    ggml_backend_dev_t layer_device(int il, int n_layer) const;
 
     // Buffer type for weights on the main device, and the CPU's extra
     // (repacked) buffer types that accelerate matmuls on quantized weights.
@@ -76,20 +92,30 @@ public:
     const std::vector<ggml_backend_buffer_type_t> & cpu_extra_buffer_types() const { return cpu_extra_bufts_; }
 
 private:
+    void init(const std::vector<std::string> & devices, std::optional<int64_t> n_threads);
+
     ggml_backend_dev_t dev_ = nullptr;
     ggml_backend_dev_t cpu_dev_ = nullptr;
+    std::vector<ggml_backend_dev_t> devices_;
+    std::vector<double> split_;
     std::string device_name_;
     int n_threads_ = 1;
     bool repack_weights_ = true;
     std::vector<ggml_backend_buffer_type_t> cpu_extra_bufts_;
 };
 
+// The Backend for a model: one `device`, or a list `devices` whose layers are
+// split by `split`; passing both, or a split without a list, is InvalidArgument.
+std::shared_ptr<Backend> make_backend(const std::string & device, const std::vector<std::string> & devices,
+                                      const std::vector<double> & split, std::optional<int64_t> n_threads,
+                                      bool repack_weights = true);
+
 int default_thread_count();
 // The largest n_threads accepted: a few times the cores (more only thrashes).
 int max_thread_count();
 
-// A ggml scheduler over fresh backend instances of a Backend's devices (main,
-// plus the CPU for ops and host tensors the device lacks). ggml backends keep
+// A ggml scheduler over fresh backend instances of a Backend's devices (each
+// device of the split, plus the CPU for ops and host tensors they lack). ggml backends keep
 // per-instance compute state (the CPU backend's work buffer, a GPU stream),
 // so each session computes on instances of its own while sharing the
 // weights, which live in buffers of the devices, not of the instances.
@@ -102,7 +128,8 @@ public:
     ggml_backend_sched_t get() const { return sched_; }
 
 private:
-    ggml_backend_t main_ = nullptr, cpu_ = nullptr;
+    // instances of the Backend's devices other than the CPU, then the CPU's (ggml's scheduler wants it last)
+    std::vector<ggml_backend_t> instances_;
     ggml_backend_sched_t sched_ = nullptr;
 };
 

@@ -1,6 +1,7 @@
 #include "core/decoder.h"
 
 #include "core/errors.h"
+#include "core/graph.h"
 
 namespace mimo {
 
@@ -16,6 +17,9 @@ ggml_tensor * decoder_input_rows(ggml_context * ctx, ggml_tensor * tok_embd, con
 DecoderOutputs decoder_outputs(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in, ggml_tensor * inputs,
                                ggml_tensor * hidden, ggml_tensor * head) {
     DecoderOutputs out;
+    // rows the last layer did not prune: only the last n_out go through the head
+    const int64_t T = hidden->ne[1];
+    if (T > in.n_out) hidden = row_slice(ctx, hidden, T - in.n_out, in.n_out);
     out.logits = ggml_mul_mat(ctx, head, hidden);
     ggml_set_output(out.logits);
     ggml_build_forward_expand(gf, out.logits);

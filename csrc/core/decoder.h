@@ -29,6 +29,9 @@ struct DecoderInputs {
     ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)
     int64_t n_kv_full = 0, n_kv_swa = 0;
     int64_t n_out = 1;        // the last n_out rows get outputs
+    // run the last layer past its K/V write on the n_out rows only; off when the
+    // layers span devices (ggml's scheduler mishandles row views that cross devices)
+    bool prune_last_layer = true;
     bool want_hidden = false;  // also output the final-norm hidden rows
     bool want_inputs = false;  // also output the joined input rows (a parity stage)
     // also output, for every row, the residual stream after each of these
@@ -68,7 +71,8 @@ public:
 ggml_tensor * decoder_input_rows(ggml_context * ctx, ggml_tensor * tok_embd, const DecoderInputs & in);
 
 // Marks the outputs the inputs ask for and expands the graph to them: logits
-// = head(hidden); `inputs` are the joined rows of decoder_input_rows.
+// = head(hidden) of the last n_out rows (hidden may hold every row, when the
+// last layer was not pruned); `inputs` are the joined rows of decoder_input_rows.
 DecoderOutputs decoder_outputs(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in, ggml_tensor * inputs,
                                ggml_tensor * hidden, ggml_tensor * head);
 

@@ -18,6 +18,9 @@ struct KvLayerShape {
     int64_t v_width;   // n_head_kv * head_dim_v
     int64_t head_dim;  // smallest head dim (block-size check for quantized caches)
     int64_t n_slots;   // positions held
+    // a weight of the layer: the cache lives on that weight's device (layers
+    // split over devices); nullptr: the Backend's first device
+    const ggml_tensor * beside = nullptr;
 };
 
 // "f16" | "f32" | "q8_0" -> ggml type; anything else raises InvalidArgument
@@ -40,8 +43,8 @@ public:
 
 private:
     ggml_type type_;
-    ggml_context * ctx_ = nullptr;
-    ggml_backend_buffer_t buffer_ = nullptr;
+    std::vector<ggml_context *> contexts_;        // one per device the layers live on
+    std::vector<ggml_backend_buffer_t> buffers_;
     std::vector<ggml_tensor *> k_, v_;
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,6 +47,7 @@ public:
     const GgufFile & file() const { return *file_; }
     const std::shared_ptr<Backend> & backend() const { return backend_; }
     size_t bytes() const { return store_->bytes(); }
+    std::map<std::string, size_t> bytes_by_device() const { return store_->bytes_by_device(); }
 
 protected:
     std::shared_ptr<Backend> backend_;

@@ -1,6 +1,9 @@
 #include "core/weights.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
@@ -19,6 +22,26 @@ namespace mimo {
 
 WeightStore::WeightStore(std::shared_ptr<Backend> backend, const GgufFile & file)
     : backend_(std::move(backend)), file_(file) {}
+
+void WeightStore::layer_stack(const char * layer_fmt, int64_t n_layer) {
+    const std::string fmt = layer_fmt;
+    const size_t at = fmt.find("%d");
+    if (at == std::string::npos) fail(ErrorKind::Generic, "internal: a layer format without %d");
+    stacks_.push_back({fmt.substr(0, at), fmt.substr(at + 2), n_layer});
+}
+
+ggml_backend_dev_t WeightStore::device_for(const std::string & name) const {
+    if (backend_->devices().size() == 1) return backend_->device();
+    for (const LayerStack & st : stacks_) {
+        if (name.compare(0, st.prefix.size(), st.prefix) != 0) continue;
+        size_t end = st.prefix.size();
+        while (end < name.size() && end - st.prefix.size() < 9 && std::isdigit((unsigned char) name[end])) ++end;
+        if (end == st.prefix.size() || name.compare(end, st.suffix.size(), st.suffix) != 0) continue;
+        const int64_t il = std::atoll(name.substr(st.prefix.size(), end - st.prefix.size()).c_str());
+        if (il < st.n_layer) return backend_->layer_device(int(il), int(st.n_layer));
+    }
+    return backend_->device();
+}
 
 WeightStore::~WeightStore() {
     for (auto b : buffers_) free_buffer_noexcept(b);  // a lost RPC server must not take the process down
@@ -40,9 +63,11 @@ ggml_context * WeightStore::context_for(ggml_backend_buffer_type_t buft) {
 
 // On CPU, a quantized matmul weight goes to the first extra buffer type
 // (ggml's repacked layouts) that accepts a matmul with it, as llama.cpp does.
-ggml_backend_buffer_type_t WeightStore::choose_buffer_type(const TensorInfo & info, Placement p) {
+ggml_backend_buffer_type_t WeightStore::choose_buffer_type(const TensorInfo & info, Placement p,
+                                                           ggml_backend_dev_t dev) {
     if (p == Placement::Host) return cpu_buffer_type();
-    if (p == Placement::MatmulWeight && backend_->main_is_cpu() && info.n_dims == 2 && backend_->repack_weights()) {
+    if (p == Placement::MatmulWeight && dev == backend_->cpu_device() && info.n_dims == 2 &&
+        backend_->repack_weights()) {
         for (ggml_backend_buffer_type_t buft : backend_->cpu_extra_buffer_types()) {
             ggml_init_params params{ggml_tensor_overhead() * 4, nullptr, true};
             ggml_context * tmp = ggml_init(params);
@@ -51,13 +76,13 @@ ggml_backend_buffer_type_t WeightStore::choose_buffer_type(const TensorInfo & in
             ggml_tensor * op = ggml_mul_mat(tmp, w, x);
             ggml_backend_buffer_t dummy = ggml_backend_buft_alloc_buffer(buft, 0);
             w->buffer = dummy;
-            const bool ok = ggml_backend_dev_supports_op(backend_->device(), op);
+            const bool ok = ggml_backend_dev_supports_op(dev, op);
             ggml_backend_buffer_free(dummy);
             ggml_free(tmp);
             if (ok) return buft;
         }
     }
-    return backend_->weight_buffer_type();
+    return ggml_backend_dev_buffer_type(dev);
 }
 
 namespace {
@@ -202,11 +227,12 @@ ggml_tensor * WeightStore::declare(const TensorInfo & info, std::initializer_lis
                                           shape_string(want_dims, want.data()).c_str()));
     }
     // the type must suit the role where the tensor would live without ggml's repacking
+    ggml_backend_dev_t dev = device_for(info.name);
     ggml_backend_buffer_type_t plain =
-        opt.placement == Placement::Host ? cpu_buffer_type() : backend_->weight_buffer_type();
+        opt.placement == Placement::Host ? cpu_buffer_type() : ggml_backend_dev_buffer_type(dev);
     check_type(info, opt, plain);
     const ggml_type type = opt.as_f32 ? GGML_TYPE_F32 : info.type;
-    ggml_context * ctx = context_for(choose_buffer_type(info, opt.placement));
+    ggml_context * ctx = context_for(choose_buffer_type(info, opt.placement, dev));
     ggml_tensor * t = ggml_new_tensor(ctx, type, want_dims, want.data());
     ggml_set_name(t, info.name.c_str());
     pending_.push_back({t, &info});
@@ -322,6 +348,15 @@ void WeightStore::load() {
     loaded_ = true;
     MIMO_LOG_INFO("mimo-ggml: loaded %zu tensors (%.1f MiB) from %s", pending_.size(), bytes() / 1048576.0,
                   file_.path().c_str());
+}
+
+std::map<std::string, size_t> WeightStore::bytes_by_device() const {
+    std::map<std::string, size_t> out;
+    for (auto b : buffers_) {
+        ggml_backend_dev_t dev = device_of(ggml_backend_buffer_get_type(b));
+        out[dev ? ggml_backend_dev_name(dev) : "?"] += ggml_backend_buffer_get_size(b);
+    }
+    return out;
 }
 
 size_t WeightStore::bytes() const {

@@ -65,8 +65,18 @@ public:
     // Allocates every declared tensor and reads its data from the file.
     void load();
     size_t bytes() const;
+    // weight bytes per device name ("CPU", "RPC0", ...): where a split put the layers
+    std::map<std::string, size_t> bytes_by_device() const;
 
     Backend & backend() const { return *backend_; }
+
+    // Declares a stack of n_layer layers whose tensors are named by
+    // layer_fmt ("blk.%d.", "model.layers.%d." + suffix), before they are
+    // declared: with several devices each layer's tensors go to that layer's
+    // device of the Backend's split. Tensors of no stack stay on the first device.
+    void layer_stack(const char * layer_fmt, int64_t n_layer);
+    // the device a tensor of this name lives on
+    ggml_backend_dev_t device_for(const std::string & name) const;
 
 private:
     struct Pending {
@@ -74,7 +84,7 @@ private:
         const TensorInfo * info;
     };
     ggml_context * context_for(ggml_backend_buffer_type_t buft);
-    ggml_backend_buffer_type_t choose_buffer_type(const TensorInfo & info, Placement p);
+    ggml_backend_buffer_type_t choose_buffer_type(const TensorInfo & info, Placement p, ggml_backend_dev_t dev);
     ggml_backend_buffer_t alloc_anonymous(ggml_context * ctx);
     ggml_tensor * declare(const TensorInfo & info, std::initializer_list<int64_t> ne, WeightOptions opt);
     // whether a tensor of this type and shape suits the role in buffer type buft
@@ -89,6 +99,11 @@ private:
     std::vector<ggml_backend_buffer_t> buffers_;
     std::vector<std::pair<void *, size_t>> mappings_;  // anonymous memory behind host buffers
     std::vector<Pending> pending_;
+    struct LayerStack {
+        std::string prefix, suffix;  // the layer format around its "%d"
+        int64_t n_layer;
+    };
+    std::vector<LayerStack> stacks_;
     bool loaded_ = false;
 };
 

@@ -89,6 +89,7 @@ AsrAdapterModel::AsrAdapterModel(const GgufFile & file, WeightStore & store)
         emb_.push_back(store.require(fmt_name(n::kAudioEmbFmt, c), {d, hp_.speech_vocab[size_t(c)]}, Role::Rows));
     }
     layers_.resize(size_t(hp_.n_layer));
+    store.layer_stack(n::kAudioLayerFmt, hp_.n_layer);
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
         const std::string p = fmt_name(n::kAudioLayerFmt, il);
         AsrAdapterLayer & L = layers_[size_t(il)];

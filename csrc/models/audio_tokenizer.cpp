@@ -134,6 +134,7 @@ AudioTokenizerModel::AudioTokenizerModel(const GgufFile & file, WeightStore & st
     conv2_w_ = store.require(n::kConv2W, {k, d, d}, conv);
     conv2_b_ = store.require(n::kConv2B, {d}, vec);
     layers_.resize(size_t(hp_.n_layer));
+    store.layer_stack(n::kLayerFmt, hp_.n_layer);
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
         const std::string p = fmt_name(n::kLayerFmt, il);
         AudioTokenizerLayer & L = layers_[size_t(il)];

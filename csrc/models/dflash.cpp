@@ -66,6 +66,7 @@ DflashModel::DflashModel(const GgufFile & file, WeightStore & store) : hp_(Dflas
     output_norm_ = store.require(n::kOutputNorm, {d}, vec);
     mask_embd_ = store.optional(n::kMaskEmbd, {d}, vec);
     layers_.resize(size_t(hp_.n_layer));
+    store.layer_stack(n::kLayerFmt, hp_.n_layer);
     for (int il = 0; il < int(hp_.n_layer); ++il) {
         const std::string p = strfmt(n::kLayerFmt, il);
         DflashLayer & L = layers_[size_t(il)];
@@ -127,7 +128,7 @@ std::vector<KvLayerShape> DflashModel::kv_shapes(int64_t n_slots) const {
     std::vector<KvLayerShape> out;
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
         out.push_back(KvLayerShape{hp_.n_head_kv * hp_.head_dim_k, hp_.n_head_kv * hp_.head_dim_v,
-                                   std::min(hp_.head_dim_k, hp_.head_dim_v), n_slots});
+                                   std::min(hp_.head_dim_k, hp_.head_dim_v), n_slots, layers_[size_t(il)].wo});
     }
     return out;
 }

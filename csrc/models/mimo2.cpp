@@ -162,6 +162,7 @@ Mimo2Model::Mimo2Model(const GgufFile & file, WeightStore & store, bool load_mtp
     const bool mtp = load_mtp && hp_.n_nextn > 0 &&
                      store.file_has(strfmt(n::kLayerFmt, int(hp_.n_layer)) + n::kNextnEhProj);
     layers_.resize(size_t(hp_.n_layer + (mtp ? hp_.n_nextn : 0)));
+    store.layer_stack(n::kLayerFmt, int64_t(layers_.size()));  // the MTP blocks go with the last layers
     for (int il = 0; il < int(layers_.size()); ++il) declare_layer(file, store, il);
     if (mtp) {
         if (!file.has_key(n::kKeyNextnQkvLayout)) {
@@ -245,7 +246,7 @@ std::vector<KvLayerShape> Mimo2Model::kv_shapes(int64_t n_ctx, int64_t swa_slots
         const int64_t nkv = hp_.n_head_kv[size_t(il)];
         out.push_back(KvLayerShape{nkv * hp_.head_dim_k, nkv * hp_.head_dim_v,
                                    std::min(hp_.head_dim_k, hp_.head_dim_v),
-                                   hp_.swa[size_t(il)] ? swa_slots : n_ctx});
+                                   hp_.swa[size_t(il)] ? swa_slots : n_ctx, layers_[size_t(il)].wo});
     }
     return out;
 }
@@ -255,7 +256,8 @@ std::vector<KvLayerShape> Mimo2Model::mtp_kv_shapes(int64_t n_slots) const {
     for (int64_t k = 0; k < n_mtp(); ++k) {
         const int64_t nkv = hp_.n_head_kv[size_t(hp_.n_layer + k)];
         out.push_back(KvLayerShape{nkv * hp_.head_dim_k, nkv * hp_.head_dim_v,
-                                   std::min(hp_.head_dim_k, hp_.head_dim_v), n_slots});
+                                   std::min(hp_.head_dim_k, hp_.head_dim_v), n_slots,
+                                   layers_[size_t(hp_.n_layer + k)].wo});
     }
     return out;
 }
@@ -355,7 +357,7 @@ DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         const Mimo2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
         ggml_tensor * a = attention_block(ctx, gf, h, il, size_t(il), in, kv);
-        if (il == hp_.n_layer - 1 && in.n_out < T && !capturing) {
+        if (il == hp_.n_layer - 1 && in.n_out < T && !capturing && in.prune_last_layer) {
             // every row's K/V is cached by now: the last FFN runs only on the rows whose logits are wanted
             // (not when rows are captured: a drafter needs the last layer's output of every row)
             a = row_slice(ctx, a, T - in.n_out, in.n_out);
@@ -367,8 +369,7 @@ DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         layer_out[size_t(il)] = x;
     }
     ggml_tensor * normed = rms_norm(ctx, x, output_norm_, hp_.rms_eps);
-    ggml_tensor * hidden = normed->ne[1] > in.n_out ? row_slice(ctx, normed, T - in.n_out, in.n_out) : normed;
-    DecoderOutputs out = decoder_outputs(ctx, gf, in, inputs, hidden, output_);
+    DecoderOutputs out = decoder_outputs(ctx, gf, in, inputs, normed, output_);
     if (capturing) {
         ggml_tensor * cat = nullptr;
         for (int32_t id : in.capture) {

@@ -45,6 +45,7 @@ Qwen2Model::Qwen2Model(const GgufFile & file, WeightStore & store, const std::st
     final_norm_ = store.require(n::kFinalNorm, {d}, vec);
     lm_head_ = store.require(n::kLmHead, {d, hp_.n_vocab}, mm);
     layers_.resize(size_t(hp_.n_layer));
+    store.layer_stack(n::kLayerFmt, hp_.n_layer);
     char prefix[64];
     for (int il = 0; il < hp_.n_layer; ++il) {
         std::snprintf(prefix, sizeof(prefix), n::kLayerFmt, il);
@@ -72,7 +73,9 @@ Qwen2Model::Qwen2Model(const GgufFile & file, WeightStore & store, const std::st
 
 std::vector<KvLayerShape> Qwen2Model::kv_shapes(int64_t n_ctx, int64_t) const {
     const int64_t w = hp_.n_head_kv * hp_.head_dim;
-    return std::vector<KvLayerShape>(size_t(hp_.n_layer), KvLayerShape{w, w, hp_.head_dim, n_ctx});
+    std::vector<KvLayerShape> out;
+    for (const Qwen2Layer & L : layers_) out.push_back(KvLayerShape{w, w, hp_.head_dim, n_ctx, L.wo});
+    return out;
 }
 
 DecoderOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const DecoderInputs & in,
@@ -102,7 +105,7 @@ DecoderOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         q = rope_neox(ctx, q, in.positions, hd, hp_.rope_theta);
         k = rope_neox(ctx, k, in.positions, hd, hp_.rope_theta);
         ggml_tensor * mask = in.mask_full;
-        if (il == hp_.n_layer - 1 && in.n_out < T) {
+        if (il == hp_.n_layer - 1 && in.n_out < T && in.prune_last_layer) {
             // every row's K/V is cached by this layer; past it only the rows whose outputs are wanted
             // matter, so the last layer's attention, projection and FFN run on those alone
             q = ggml_view_3d(ctx, q, hd, hp_.n_head, in.n_out, q->nb[1], q->nb[2], size_t(T - in.n_out) * q->nb[2]);

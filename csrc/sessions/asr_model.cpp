@@ -45,9 +45,9 @@ const Qwen2Model & AsrLmWeights::lm() const {
     return *model_->lm;
 }
 
-AsrModel::AsrModel(const std::string & model_path, const std::string & tokenizer_path, const std::string & device,
-                   std::optional<int64_t> n_threads, const AudioTokenizerOptions & tokenizer_options, bool repack_weights) {
-    backend_ = std::make_shared<Backend>(device, n_threads, repack_weights);
+AsrModel::AsrModel(const std::string & model_path, const std::string & tokenizer_path, std::shared_ptr<Backend> backend,
+                   const AudioTokenizerOptions & tokenizer_options)
+    : backend_(std::move(backend)) {
     lm_ = std::make_shared<AsrLmWeights>(model_path, backend_, true, true);
     tokenizer_ = std::make_shared<AudioTokenizerWeights>(tokenizer_path, backend_, tokenizer_options);
     const AsrAdapterHParams & a = lm_->adapter().hparams();

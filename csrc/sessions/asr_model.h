@@ -44,8 +44,8 @@ public:
 
 class AsrModel {
 public:
-    AsrModel(const std::string & model_path, const std::string & tokenizer_path, const std::string & device,
-             std::optional<int64_t> n_threads, const AudioTokenizerOptions & tokenizer_options = {}, bool repack_weights = true);
+    AsrModel(const std::string & model_path, const std::string & tokenizer_path, std::shared_ptr<Backend> backend,
+             const AudioTokenizerOptions & tokenizer_options = {});
 
     const std::shared_ptr<Backend> & backend() const { return backend_; }
     const std::shared_ptr<const AsrLmWeights> & lm_weights() const { return lm_; }
@@ -53,6 +53,11 @@ public:
     const AsrAdapterHParams & adapter_hparams() const { return lm_->adapter().hparams(); }
     const Qwen2HParams & lm_hparams() const { return lm_->lm().hparams(); }
     size_t bytes() const { return lm_->bytes() + tokenizer_->bytes(); }
+    std::map<std::string, size_t> bytes_by_device() const {
+        auto out = lm_->bytes_by_device();
+        for (const auto & kv : tokenizer_->bytes_by_device()) out[kv.first] += kv.second;
+        return out;
+    }
 
 private:
     std::shared_ptr<Backend> backend_;

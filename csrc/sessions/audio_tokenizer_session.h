@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ public:
     AudioTokenizerWeights(const std::string & path, std::shared_ptr<Backend> backend,
                           const AudioTokenizerOptions & options = {});
     size_t bytes() const { return store_->bytes() + model_->derived_bytes(); }
+    // the derived tables live on the first device
+    std::map<std::string, size_t> bytes_by_device() const {
+        auto out = store_->bytes_by_device();
+        if (model_->derived_bytes()) out[ggml_backend_dev_name(backend_->device())] += model_->derived_bytes();
+        return out;
+    }
 };
 
 // One intermediate result: rows × cols floats, row-major ([T, d] for the

@@ -41,6 +41,7 @@ DecodeSession::DecodeSession(std::shared_ptr<const void> keep_alive, const Decod
     if (max_batch <= 0) fail(ErrorKind::InvalidArgument, strfmt("n_batch must be positive, got %lld", (long long) max_batch));
     has_full_ = model.has_full_layers();
     has_swa_ = model.has_swa_layers();
+    single_device_ = backend.devices().size() == 1;
     if (n_seq < 1 || n_seq > 256 || (has_swa_ && n_seq != 1)) {
         fail(ErrorKind::InvalidArgument,
              strfmt("a session holds 1 to 256 sequences (1 for models with sliding-window layers), got %lld",
@@ -151,6 +152,7 @@ DecodeSession::Graph & DecodeSession::prepare(const Shape & shape) {
     in.n_kv_full = shape.n_kv_full;
     in.n_kv_swa = shape.n_kv_swa;
     in.n_out = shape.n_out;
+    in.prune_last_layer = single_device_;
     in.want_hidden = shape.want_hidden;
     in.want_inputs = shape.want_inputs;
     in.capture = shape.capture;

@@ -17,12 +17,13 @@ Example::
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
 from . import _core
 from .lifetime import Closeable
-from .arguments import optional_integer
+from .arguments import device_arguments, optional_integer
 
 __all__ = ["AsrAdapter"]
 
@@ -34,11 +35,14 @@ class AsrAdapter(Closeable):
     path: the MiMo-ASR model file (CrispASR's layout, or ``mimo-ggml
     convert``'s); a language-model-only file raises ModelLoadError.
     device: ``"auto"`` (first GPU, else CPU), ``"cpu"``, ``"cuda:0"``…
+    devices, layer_split: several devices, as for :class:`mimo_ggml.AsrModel`.
     n_threads: CPU threads (None: all cores).
     """
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", n_threads: int | None = None):
-        self._native = _core.AsrAdapter(os.fspath(path), device=device, n_threads=optional_integer("n_threads", n_threads))
+    def __init__(self, path: str | os.PathLike, device: str = "auto", n_threads: int | None = None, *,
+                 devices: Sequence[str] | None = None, layer_split: Sequence[float] | None = None):
+        self._native = _core.AsrAdapter(os.fspath(path), **device_arguments(device, devices, layer_split),
+                                        n_threads=optional_integer("n_threads", n_threads))
 
     # -- computation ----------------------------------------------------------
     def features(self, codes) -> np.ndarray:

@@ -15,12 +15,13 @@ Example::
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
 from . import _core
 from .lifetime import Closeable
-from .arguments import optional_integer
+from .arguments import device_arguments, optional_integer
 from .audio import N_MELS, load_audio, log_mel, pad_chunk, tokenizer_chunks
 from .errors import InvalidArgumentError
 
@@ -42,6 +43,7 @@ class AudioTokenizer(Closeable):
 
     path: the tokenizer GGUF (CrispASR's layout, or ``mimo-ggml convert``'s).
     device: ``"auto"`` (first GPU, else CPU), ``"cpu"``, ``"cuda:0"``…
+    devices, layer_split: several devices, as for :class:`mimo_ggml.AsrModel`.
     n_threads: CPU threads (None: all cores).
     bf16_rope: round the RoPE inverse frequencies to bfloat16 as the official
     pipeline does (default); False uses the exact float32 frequencies.
@@ -54,9 +56,12 @@ class AudioTokenizer(Closeable):
         n_threads: int | None = None,
         *,
         bf16_rope: bool = True,
+        devices: Sequence[str] | None = None,
+        layer_split: Sequence[float] | None = None,
     ):
         self._native = _core.AudioTokenizer(
-            os.fspath(path), device=device, n_threads=optional_integer("n_threads", n_threads),
+            os.fspath(path), **device_arguments(device, devices, layer_split),
+            n_threads=optional_integer("n_threads", n_threads),
             bf16_rope=bool(bf16_rope)
         )
 

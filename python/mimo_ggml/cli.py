@@ -30,7 +30,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import MimoError
+from .arguments import cli_devices
+from .errors import InvalidArgumentError, MimoError
 
 CONVERTERS = ("asr", "audio-tokenizer", "mimo2", "dflash")
 
@@ -414,7 +415,7 @@ def _cmd_transcribe(args) -> int:
     several = len(args.files) > 1
     status = 0
     stdout_open = True
-    with Session(lm_path, tok_path, device=args.device, n_threads=args.threads, kv_type=args.kv_type) as asr:
+    with Session(lm_path, tok_path, **_devices(args), n_threads=args.threads, kv_type=args.kv_type) as asr:
         for name in args.files:
             run = _FileRun(name, plan.get(name, {}), args.language)
             progress = _Progress(show_progress, _output_name(name))
@@ -517,7 +518,7 @@ def _text_session(args):
     if not 2 <= args.draft_block <= 64:
         raise CliError(f"--draft-block must be between 2 and 64, got {args.draft_block}")
 
-    return TextSession(args.model, device=args.device, n_threads=args.threads, kv_type=args.kv_type,
+    return TextSession(args.model, **_devices(args), n_threads=args.threads, kv_type=args.kv_type,
                        n_ctx=args.n_ctx, swa_window_keys=args.swa_window_keys, draft=args.draft,
                        draft_block=args.draft_block)
 
@@ -731,27 +732,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _devices(args) -> dict:
+    """The device keyword arguments of a model from --device, --rpc and --layer-split."""
+    try:
+        return cli_devices(args.device, getattr(args, "rpc", None), getattr(args, "layer_split", None))
+    except InvalidArgumentError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _add_rpc_commands(p: argparse.ArgumentParser, sub) -> None:
-    """``rpc-server``, and ``--rpc HOST:PORT`` on every command with ``--device``."""
+    """``rpc-server``, and ``--rpc HOST:PORT,...`` / ``--layer-split`` on every command with ``--device``."""
     def endpoints(text: str) -> list[str]:
         eps = [e.strip() for e in text.split(",") if e.strip()]
+        if not eps:
+            raise argparse.ArgumentTypeError("expected HOST:PORT[,HOST:PORT...]")
         for e in eps:
             host, sep, port = e.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {e!r}")
         return eps
 
-    class RpcDevice(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):
-            if len(values) > 1:
-                parser.error("--rpc: splitting a model's layers across several servers is not implemented yet; "
-                             "give one HOST:PORT (the whole model runs there)")
-            namespace.device = "rpc:" + values[0]
+    def shares(text: str) -> list[float]:
+        try:
+            out = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers such as 1,2,2, got {text!r}") from None
+        if any(not v >= 0 for v in out) or not sum(out) > 0:
+            raise argparse.ArgumentTypeError(f"shares must be non-negative and not all 0, got {text!r}")
+        return out
 
     for parser in list(sub.choices.values()):
         if any("--device" in a.option_strings for a in parser._actions):
-            parser.add_argument("--rpc", type=endpoints, action=RpcDevice, metavar="HOST:PORT",
-                                help="run on a `mimo-ggml rpc-server` (same as --device rpc:HOST:PORT)")
+            parser.add_argument("--rpc", type=endpoints, metavar="HOST:PORT[,...]",
+                                help="`mimo-ggml rpc-server`s to split the model's layers over, after --device "
+                                     "(the local part); the whole model on one server: --device rpc:HOST:PORT")
+            parser.add_argument("--layer-split", type=shares, metavar="SHARES",
+                                help="with --rpc: each device's share of the layers, --device first "
+                                     "(e.g. 1,2,2; default equal)")
 
     srv = sub.add_parser(
         "rpc-server", help="serve this machine's CPU to other mimo-ggml processes over ggml RPC",

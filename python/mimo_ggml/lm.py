@@ -17,13 +17,13 @@ pipeline natively; this handle is for checking and experimenting.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import _core
 from .lifetime import Closeable
-from .arguments import optional_integer, text
+from .arguments import device_arguments, optional_integer, text
 from .concurrency import OperationLock
 
 
@@ -31,7 +31,10 @@ class LanguageModel(Closeable):
     """A MiMo-ASR language model with its KV cache.
 
     path: a ``mimo_asr`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
-    ``"cpu"``, ``"cuda:0"``, ``"metal"``… n_threads: CPU threads (None: all
+    ``"cpu"``, ``"cuda:0"``, ``"metal"``, ``"rpc:HOST:PORT"``… devices: instead of one ``device``, a list
+    (``["cpu", "rpc:HOST:PORT", ...]``) over which each stack of layers is
+    split in order, in proportion to ``layer_split`` (one share per device;
+    None: equal shares); everything outside the layers stays on the first. n_threads: CPU threads (None: all
     cores). n_ctx: positions the KV cache holds (None: the model's maximum).
     kv_type: ``"f16"`` (default), ``"f32"`` (exact checks) or ``"q8_0"``.
     repack_weights: on CPU, keep quantized matrices in ggml's repacked
@@ -49,8 +52,10 @@ class LanguageModel(Closeable):
         n_ctx: int | None = 4096,
         kv_type: str = "f16",
         repack_weights: bool = True,
+        devices: Optional[Sequence[str]] = None,
+        layer_split: Optional[Sequence[float]] = None,
     ):
-        self._model = _core.AsrLanguageModel(os.fspath(path), device=text("device", device),
+        self._model = _core.AsrLanguageModel(os.fspath(path), **device_arguments(device, devices, layer_split),
                                              n_threads=optional_integer("n_threads", n_threads),
                                              repack_weights=bool(repack_weights))
         try:
@@ -100,6 +105,8 @@ class LanguageModel(Closeable):
     n_threads = property(lambda self: self._model.n_threads)
     fused_qkv = property(lambda self: list(self._model.fused_qkv))
     weights_bytes = property(lambda self: self._model.weights_bytes)
+    # {device name: bytes}: where the weights live (several devices with ``devices=``)
+    weights_bytes_by_device = property(lambda self: dict(self._model.weights_bytes_by_device))
     kv_bytes = property(lambda self: self._native.kv_bytes)
 
     # -- lifetime ---------------------------------------------------------

@@ -29,13 +29,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from . import _core
 from .lifetime import Closeable
-from .arguments import integer, optional_integer, text
+from .arguments import device_arguments, integer, optional_integer, text
 from .audio import DEFAULT_MAX_DURATION_S, TARGET_SAMPLE_RATE, load_audio, split_on_pauses
 from .audio_tokenizer import clip_mels
 from .concurrency import OperationLock
@@ -76,7 +76,11 @@ class AsrModel(Closeable):
     model: a ``mimo_asr`` GGUF file, a folder holding one, or a Hugging Face
     repo id (``"cstr/mimo-asr-GGUF"``) found in the local Hugging Face cache.
     tokenizer: the audio-tokenizer GGUF (default: next to the model file).
-    device: ``"auto"`` (first GPU, else CPU), ``"cpu"``, ``"cuda:0"``…
+    device: ``"auto"`` (first GPU, else CPU), ``"cpu"``, ``"cuda:0"``,
+    ``"rpc:HOST:PORT"`` (a ``mimo-ggml rpc-server``)… devices: instead of one ``device``, a list
+    (``["cpu", "rpc:HOST:PORT", ...]``) over which each stack of layers is
+    split in order, in proportion to ``layer_split`` (one share per device;
+    None: equal shares); everything outside the layers stays on the first.
     n_threads: CPU threads per session (None: all cores).
     download: allow huggingface_hub to download a repo that is not cached.
 
@@ -93,11 +97,14 @@ class AsrModel(Closeable):
         device: str = "auto",
         n_threads: Optional[int] = None,
         download: bool = True,
+        devices: Optional[Sequence[str]] = None,
+        layer_split: Optional[Sequence[float]] = None,
     ):
+        where = device_arguments(device, devices, layer_split)  # checked before any download
         self.download = bool(download)
         # every Hub repo involved is resolved before any download (one message lists what is missing)
         self.model_path, self.tokenizer_path = resolve_asr_files(model, tokenizer, download=download)
-        self._native = _core.AsrModel(str(self.model_path), str(self.tokenizer_path), device=text("device", device),
+        self._native = _core.AsrModel(str(self.model_path), str(self.tokenizer_path), **where,
                                       n_threads=optional_integer("n_threads", n_threads))
         try:
             fields = self._native.string_arrays(_VOCAB_KEYS)
@@ -132,6 +139,8 @@ class AsrModel(Closeable):
     device = property(lambda self: self._native.device)
     n_threads = property(lambda self: self._native.n_threads)
     weights_bytes = property(lambda self: self._native.weights_bytes)
+    # {device name: bytes}: where the weights live (several devices with ``devices=``)
+    weights_bytes_by_device = property(lambda self: dict(self._native.weights_bytes_by_device))
     closed = property(lambda self: self._native.closed)
 
     def close(self) -> None:
@@ -201,8 +210,8 @@ class Session(Closeable):
     """A transcription session on an :class:`AsrModel`.
 
     model: an AsrModel, or what :class:`AsrModel` takes (a path, folder or
-    repo id; then ``tokenizer``, ``device``, ``n_threads`` and ``download``
-    go to the model, which this session owns and closes).
+    repo id; then ``tokenizer``, ``device`` (or ``devices`` and
+    ``layer_split``), ``n_threads`` and ``download`` go to the model, which this session owns and closes).
     kv_type: ``"f16"`` (default), ``"f32"`` or ``"q8_0"``. n_ctx: LM
     positions per clip (prompt + text).
     ban_padding_tokens: never emit the vocabulary's ``[PAD…]`` filler rows
@@ -223,13 +232,16 @@ class Session(Closeable):
         n_ctx: int = 4096,
         download: bool = True,
         ban_padding_tokens: bool = False,
+        devices: Optional[Sequence[str]] = None,
+        layer_split: Optional[Sequence[float]] = None,
     ):
         if isinstance(model, AsrModel):
             if tokenizer is not None:
                 raise InvalidArgumentError("tokenizer is part of the AsrModel; pass it to AsrModel.load instead")
             self.model, self._owns_model = model, False
         else:
-            self.model = AsrModel(model, tokenizer, device=device, n_threads=n_threads, download=download)
+            self.model = AsrModel(model, tokenizer, device=device, n_threads=n_threads, download=download,
+                                  devices=devices, layer_split=layer_split)
             self._owns_model = True
         try:
             self._native = self.model._native.session(n_ctx=integer("n_ctx", n_ctx), kv_type=text("kv_type", kv_type))

@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _core
 from .lifetime import Closeable
-from .arguments import integer, optional_integer, real, text
+from .arguments import device_arguments, integer, optional_integer, real, text
 from .chat_template import render_chat
 from .concurrency import OperationLock
 from .errors import InvalidArgumentError, ModelLoadError
@@ -132,7 +132,10 @@ class TextModel(Closeable):
     """A loaded MiMo-V2 MoE text model, shared by its sessions.
 
     model: a ``mimo2`` GGUF file. device: ``"auto"`` (first GPU, else CPU),
-    ``"cpu"``, ``"cuda:0"``, ``"metal"``… n_threads: CPU threads per session
+    ``"cpu"``, ``"cuda:0"``, ``"metal"``, ``"rpc:HOST:PORT"``… devices: instead of one ``device``, a list
+    (``["cpu", "rpc:HOST:PORT", ...]``) over which each stack of layers is
+    split in order, in proportion to ``layer_split`` (one share per device;
+    None: equal shares); everything outside the layers stays on the first. n_threads: CPU threads per session
     (None: all cores). repack_weights: on CPU, keep quantized matrices in
     ggml's repacked layouts. mtp: also load the MTP blocks the file carries
     (``mimo2.nextn_predict_layers``), for ``draft="mtp"`` sessions.
@@ -142,9 +145,10 @@ class TextModel(Closeable):
     """
 
     def __init__(self, model: str | os.PathLike, *, device: str = "auto", n_threads: Optional[int] = None,
-                 repack_weights: bool = True, mtp: bool = True):
+                 repack_weights: bool = True, mtp: bool = True, devices: Optional[Sequence[str]] = None,
+                 layer_split: Optional[Sequence[float]] = None):
         self.model_path = os.fspath(model)
-        self._native = _core.TextModel(self.model_path, device=text("device", device),
+        self._native = _core.TextModel(self.model_path, **device_arguments(device, devices, layer_split),
                                        n_threads=optional_integer("n_threads", n_threads),
                                        repack_weights=bool(repack_weights), mtp=bool(mtp))
         self._tokenizer: Optional[TextTokenizer] = None
@@ -200,6 +204,8 @@ class TextModel(Closeable):
     moe_layers = property(lambda self: list(self._native.moe_layers))
     fused_qkv = property(lambda self: list(self._native.fused_qkv))
     weights_bytes = property(lambda self: self._native.weights_bytes)
+    # {device name: bytes}: where the weights live (several devices with ``devices=``)
+    weights_bytes_by_device = property(lambda self: dict(self._native.weights_bytes_by_device))
     n_mtp = property(lambda self: self._native.n_mtp)  # MTP blocks loaded
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
@@ -262,8 +268,8 @@ _MTP_HIDDEN = ("post_norm", "pre_norm")
 class TextSession(Closeable):
     """A generation context (KV cache) on a :class:`TextModel`.
 
-    model: a TextModel, or a ``mimo2`` GGUF path (then ``device``,
-    ``n_threads`` and ``repack_weights`` go to a model this session owns and
+    model: a TextModel, or a ``mimo2`` GGUF path (then ``device`` or
+    ``devices`` and ``layer_split``, ``n_threads`` and ``repack_weights`` go to a model this session owns and
     closes).  kv_type: ``"f16"`` (default), ``"q8_0"`` or ``"f32"``.  n_ctx:
     positions the context holds.  swa_window_keys: keys a sliding-window
     query sees, itself included (None: the file's
@@ -307,11 +313,14 @@ class TextSession(Closeable):
         draft_rope_base_block: Optional[float] = None,
         mtp_blocks: Optional[int] = None,
         mtp_hidden: str = "post_norm",
+        devices: Optional[Sequence[str]] = None,
+        layer_split: Optional[Sequence[float]] = None,
     ):
         if isinstance(model, TextModel):
             self.model, self._owns_model = model, False
         else:
-            self.model = TextModel(model, device=device, n_threads=n_threads, repack_weights=repack_weights)
+            self.model = TextModel(model, device=device, n_threads=n_threads, repack_weights=repack_weights,
+                                   devices=devices, layer_split=layer_split)
             self._owns_model = True
         self.model_path = self.model.model_path
         self._owned_draft: Optional[DraftModel] = None
@@ -631,6 +640,7 @@ class TextSession(Closeable):
     moe_layers = property(lambda self: self.model.moe_layers)
     fused_qkv = property(lambda self: self.model.fused_qkv)
     weights_bytes = property(lambda self: self.model.weights_bytes)
+    weights_bytes_by_device = property(lambda self: self.model.weights_bytes_by_device)
     n_ctx = property(lambda self: self._native.n_ctx)
     n_past = property(lambda self: self._native.n_past)
     n_batch = property(lambda self: self._native.n_batch)

@@ -100,14 +100,16 @@ def _load(state: State, loop: asyncio.AbstractEventLoop) -> None:
         threads = cfg.session_threads
         if cfg.asr_model:
             log.info("loading %s (%d session%s)", cfg.asr_model, cfg.sessions, "s" * (cfg.sessions > 1))
-            rt = AsrRuntime(cfg.asr_model, cfg.tokenizer, device=cfg.device, n_threads=threads,
+            rt = AsrRuntime(cfg.asr_model, cfg.tokenizer, device=cfg.device, devices=cfg.devices,
+                            layer_split=cfg.layer_split, n_threads=threads,
                             kv_type=cfg.kv_type, n_ctx=cfg.n_ctx, max_clip_s=cfg.max_clip_s, vad=cfg.vad,
                             max_segment_s=cfg.max_segment_s)
             opened.append(("asr", rt, []))
             opened[-1][2].extend(rt.open_session() for _ in range(cfg.sessions))
         if cfg.text_model:
             log.info("loading %s (%d session%s)", cfg.text_model, cfg.sessions, "s" * (cfg.sessions > 1))
-            rt = TextRuntime(cfg.text_model, device=cfg.device, n_threads=threads, kv_type=cfg.kv_type,
+            rt = TextRuntime(cfg.text_model, device=cfg.device, devices=cfg.devices, layer_split=cfg.layer_split,
+                             n_threads=threads, kv_type=cfg.kv_type,
                              n_ctx=cfg.text_n_ctx, draft=cfg.text_draft, draft_block=cfg.text_draft_block)
             opened.append(("text", rt, []))
             opened[-1][2].extend(rt.open_session() for _ in range(cfg.sessions))

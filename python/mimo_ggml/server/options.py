@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..arguments import cli_devices
+
 API_KEY_ENV = "MIMO_GGML_API_KEY"
 
 
@@ -37,6 +39,8 @@ class ServerConfig:
     max_queue: int = 8
     max_upload_mb: float = 100.0
     device: str = "auto"
+    devices: Optional[list] = None      # several devices (--rpc): the layers split over them
+    layer_split: Optional[list] = None  # their shares (None: equal)
     threads: Optional[int] = None
     kv_type: str = "f16"
     n_ctx: int = 4096
@@ -136,7 +140,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         asr_model=args.model, tokenizer=args.tokenizer, text_model=args.text_model, host=args.host, port=args.port,
         api_key=args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None),
-        sessions=args.sessions, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, device=args.device,
+        sessions=args.sessions, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb,
+        **cli_devices(args.device, getattr(args, "rpc", None), getattr(args, "layer_split", None)),
         threads=args.threads, kv_type=args.kv_type, n_ctx=args.n_ctx, text_n_ctx=args.text_n_ctx,
         text_draft=args.draft, text_draft_block=args.draft_block,
         max_clip_s=args.max_clip, vad=not args.no_vad, max_segment_s=args.max_segment, log_level="debug" if getattr(args, "verbose", False) else "info",

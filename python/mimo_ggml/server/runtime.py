@@ -49,7 +49,8 @@ class AsrRuntime:
 
     def __init__(self, path: str, tokenizer: Optional[str] = None, *, device: str = "auto",
                  n_threads: Optional[int] = None, kv_type: str = "f16", n_ctx: int = 4096,
-                 max_clip_s: Optional[float] = 60.0, vad: bool = True, max_segment_s: Optional[float] = None):
+                 max_clip_s: Optional[float] = 60.0, vad: bool = True, max_segment_s: Optional[float] = None,
+                 devices: Optional[list] = None, layer_split: Optional[list] = None):
         self.path = str(path)
         self.id = model_id(path)
         self.kv_type, self.n_ctx = kv_type, n_ctx
@@ -57,7 +58,8 @@ class AsrRuntime:
         self.options = {"max_clip_s": max_clip_s or None, "vad": bool(vad)}
         if max_segment_s is not None:
             self.options["max_segment_s"] = max_segment_s
-        self.model = AsrModel.load(self.path, tokenizer, device=device, n_threads=n_threads)
+        self.model = AsrModel.load(self.path, tokenizer, device=device, n_threads=n_threads, devices=devices,
+                                   layer_split=layer_split)
 
     def open_session(self):
         return self.model.session(kv_type=self.kv_type, n_ctx=self.n_ctx)
@@ -104,11 +106,13 @@ class TextRuntime:
     """The MoE text model of the server, its chat template and sessions."""
 
     def __init__(self, path: str, *, device: str = "auto", n_threads: Optional[int] = None,
-                 kv_type: str = "f16", n_ctx: int = 4096, draft: Optional[str] = None, draft_block: int = 8):
+                 kv_type: str = "f16", n_ctx: int = 4096, draft: Optional[str] = None, draft_block: int = 8,
+                 devices: Optional[list] = None, layer_split: Optional[list] = None):
         self.path = os.fspath(path)
         self.id = model_id(path)
         self.kv_type, self.n_ctx = kv_type, n_ctx
-        self.model = TextModel.load(self.path, device=device, n_threads=n_threads)
+        self.model = TextModel.load(self.path, device=device, n_threads=n_threads, devices=devices,
+                                    layer_split=layer_split)
         self.chat_template: Optional[str] = self.model.chat_template or None
         # speculative decoding: one DFlash drafter shared by every session, or the model's MTP blocks
         self.draft_block = draft_block
