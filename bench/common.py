@@ -69,9 +69,37 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _quantized(rows: int, cols: int, qtype: str, seed: int) -> np.ndarray:
+def random_matrix(rows: int, cols: int, qtype: str, seed: int) -> np.ndarray:
+    """A (rows, cols) normal(0, 0.02) matrix, as F32 or quantized by ggml to qtype (its block bytes)."""
     w = np.random.default_rng(seed).standard_normal((rows, cols), dtype=np.float32) * 0.02
-    return _core.quantize(w, qtype)
+    return w if qtype == "f32" else _core.quantize(w, qtype)
+
+
+class RandomTensors:
+    """Tensors of a random-weight benchmark file. One random matrix is made
+    (and quantized) per shape and type and reused by every tensor of that
+    shape: each tensor still owns its bytes in the file, so running the
+    model costs what real weights cost, while building the file stays fast."""
+
+    def __init__(self, qtype: str):
+        self.qtype = qtype  # the matrices' default type
+        self._made: dict[tuple, np.ndarray] = {}
+
+    def mat(self, name: str, rows: int, cols: int, seed: int, qtype: str | None = None) -> PlannedTensor:
+        qtype = qtype or self.qtype
+        key = (rows, cols, qtype)
+        if key not in self._made:
+            self._made[key] = random_matrix(rows, cols, qtype, seed)
+        data = self._made[key]
+        return PlannedTensor(name, (rows, cols) if qtype == "f32" else data.shape, qtype, lambda: data)
+
+    @staticmethod
+    def vec(name: str, n: int, value: float = 1.0, rand: bool = False) -> PlannedTensor:
+        """A constant F32 vector, or with rand small random values (sinks, biases)."""
+        if rand:
+            return PlannedTensor(name, (n,), "f32",
+                                 lambda: np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
+        return PlannedTensor(name, (n,), "f32", lambda: np.full(n, value, np.float32))
 
 
 # The audio adapter (spec asr.md §9-§10)
@@ -98,17 +126,8 @@ def random_asr_lm(cache: Path, *, qtype: str = "q4_K", n_layer: int | None = Non
         return path
     d, ff, hd = hp["hidden"], hp["n_ff"], hp["hidden"] // hp["n_head"]
     q_rows, kv_rows = hp["n_head"] * hd, hp["n_head_kv"] * hd
-    blocks: dict[tuple[int, int], np.ndarray] = {}
-
-    def mat(name: str, rows: int, cols: int, seed: int) -> PlannedTensor:
-        key = (rows, cols)
-        if key not in blocks:
-            blocks[key] = _quantized(rows, cols, qtype, seed)
-        data = blocks[key]
-        return PlannedTensor(name, data.shape, qtype, lambda: data)
-
-    def vec(name: str, n: int, value: float = 1.0) -> PlannedTensor:
-        return PlannedTensor(name, (n,), "f32", lambda: np.full(n, value, np.float32))
+    made = RandomTensors(qtype)
+    mat, vec = made.mat, made.vec
 
     tensors = [mat("llm.embed.weight", hp["vocab"], d, 1)]
     for i in range(hp["n_layer"]):

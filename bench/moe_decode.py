@@ -29,20 +29,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measure_read_bandwidth, peak_rss_mib  # noqa: E402
+from common import RandomTensors, measure_read_bandwidth, peak_rss_mib, random_matrix  # noqa: E402
 
-from mimo_ggml import _core  # noqa: E402
 from mimo_ggml.convert.common import PlannedTensor, write_gguf  # noqa: E402
 
 V25 = dict(hidden=4096, n_head=64, kv_full=4, kv_swa=8, dk=192, dv=128, experts=256, used=8, moe_ff=2048,
            ff=16384, vocab=152576)
-
-
-def _q(rows: int, cols: int, qtype: str, seed: int) -> np.ndarray:
-    if qtype == "f32":
-        return (np.random.default_rng(seed).standard_normal((rows, cols), dtype=np.float32) * 0.02)
-    w = np.random.default_rng(seed).standard_normal((rows, cols), dtype=np.float32) * 0.02
-    return _core.quantize(w, qtype)
 
 
 def _mxfp4(rows: int, cols: int, seed: int) -> np.ndarray:
@@ -65,28 +57,15 @@ def random_mimo2(cache: Path, expert_type: str, n_layer: int, dense_type: str = 
         return path
     H, E, I, F, V = hp["hidden"], hp["experts"], hp["moe_ff"], hp["ff"], hp["vocab"]
     pattern = layer_pattern(n_layer)
-    blocks: dict[tuple, np.ndarray] = {}
-
-    def mat(name: str, rows: int, cols: int, seed: int, qtype: str = dense_type) -> PlannedTensor:
-        key = (rows, cols, qtype)
-        if key not in blocks:
-            blocks[key] = _q(rows, cols, qtype, seed)
-        data = blocks[key]
-        shape = (rows, cols) if qtype == "f32" else data.shape
-        return PlannedTensor(name, shape, qtype, lambda: data)
+    made = RandomTensors(dense_type)
+    mat, vec = made.mat, made.vec
 
     def experts(name: str, rows: int, cols: int, seed: int) -> PlannedTensor:
         # one expert matrix quantized, its blocks tiled over all experts: every expert
         # still owns its bytes in the file, so routing costs what it costs on real weights
-        one = _mxfp4(rows, cols, seed) if expert_type == "mxfp4" else _q(rows, cols, expert_type, seed)
+        one = _mxfp4(rows, cols, seed) if expert_type == "mxfp4" else random_matrix(rows, cols, expert_type, seed)
         return PlannedTensor(name, (E, rows, one.shape[1]), expert_type,
                              lambda: np.broadcast_to(one, (E, *one.shape)))
-
-    def vec(name: str, n: int, value: float = 1.0, rand: bool = False) -> PlannedTensor:
-        if rand:
-            return PlannedTensor(name, (n,), "f32",
-                                 lambda: np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
-        return PlannedTensor(name, (n,), "f32", lambda: np.full(n, value, np.float32))
 
     tensors = [mat("token_embd.weight", V, H, 1)]
     for il in range(n_layer):

@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measure_read_bandwidth, peak_rss_mib  # noqa: E402
-from moe_decode import V25, _q, random_mimo2  # noqa: E402
+from common import RandomTensors, measure_read_bandwidth, peak_rss_mib  # noqa: E402
+from moe_decode import V25, random_mimo2  # noqa: E402
 
 from mimo_ggml import TextModel  # noqa: E402
-from mimo_ggml.convert.common import PlannedTensor, write_gguf  # noqa: E402
+from mimo_ggml.convert.common import write_gguf  # noqa: E402
 
 # MiMo-V2.5's DFlash drafter (spec dflash.md §1)
 DRAFTER = dict(hidden=4096, layers=5, n_head=64, n_head_kv=8, head_dim=128, ff=16384, captured=5, block=8,
@@ -60,20 +60,8 @@ def random_drafter(cache: Path, n_target_layers: int, qtype: str) -> Path:
     H, hd, F = d["hidden"], d["head_dim"], d["ff"]
     captured = [min(i * n_target_layers // d["captured"], n_target_layers - 1) for i in range(d["captured"] - 1)]
     captured.append(n_target_layers - 1)  # the last layer, pre-final-norm, as the real drafter
-    blocks: dict[tuple, np.ndarray] = {}
-
-    def mat(name, rows, cols, seed):
-        key = (rows, cols)
-        if key not in blocks:
-            blocks[key] = _q(rows, cols, qtype, seed)
-        data = blocks[key]
-        return PlannedTensor(name, (rows, cols) if qtype == "f32" else data.shape, qtype, lambda: data)
-
-    def vec(name, n, value=1.0, rand=False):
-        if rand:
-            return PlannedTensor(name, (n,), "f32",
-                                 lambda: np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
-        return PlannedTensor(name, (n,), "f32", lambda: np.full(n, value, np.float32))
+    made = RandomTensors(qtype)
+    mat, vec = made.mat, made.vec
 
     tensors = [mat("dflash_fc.weight", H, len(captured) * V25["hidden"], 1), vec("dflash_hidden_norm.weight", H),
                vec("output_norm.weight", H), vec("dflash_mask_embd.weight", H, rand=True)]
@@ -149,8 +137,10 @@ def acceptance_override(plain: list[int], prompt_len: int, tau: float):
 
 
 def generate(session, prompt, n, override=None) -> tuple[list[int], float, dict | None]:
+    """Greedy tokens, decode seconds and draft stats: speculative with an override on a drafting session,
+    plain on a session without a drafter."""
     g = session._native.generator(list(map(int, prompt)), n, draft_override=override) if override else \
-        session._native.generator(list(map(int, prompt)), n, speculative=False)
+        session._native.generator(list(map(int, prompt)), n)
     first = g.next()  # from the prompt pass, outside the timed decode
     toks = [first[0]]
     t0 = time.perf_counter()
@@ -168,15 +158,17 @@ def run_layers(n_layer: int, args) -> dict:
     prompt = np.random.default_rng(0).integers(0, 151643, args.context)
     res: dict = {"layers": n_layer, "target_gib": target_path.stat().st_size / 2**30,
                  "drafter_gib": drafter_path.stat().st_size / 2**30}
-    with model.session(n_ctx=args.context + args.tokens + 64, kv_type="f16", draft=draft, draft_block=8) as s:
-        res["verify"] = verify_costs(s, prompt, args.repeats)
+    n_ctx = args.context + args.tokens + 64
+    with model.session(n_ctx=n_ctx, kv_type="f16", draft=draft, draft_block=8) as s, \
+            model.session(n_ctx=n_ctx, kv_type="f16") as p:
+        res["verify"] = verify_costs(p, prompt, args.repeats)
         res["step"] = res["verify"][1]
-        s.reset()
-        plain, _, _ = generate(s, prompt, args.tokens)
+        p.reset()
+        plain, _, _ = generate(p, prompt, args.tokens)
         res["runs"] = {}
         for tau in TAUS:  # each speculative run beside a plain run of the same tokens, so both meet the same load
-            s.reset()
-            again, plain_s, _ = generate(s, prompt, args.tokens)
+            p.reset()
+            again, plain_s, _ = generate(p, prompt, args.tokens)
             assert again == plain
             s.reset()
             toks, spec_s, stats = generate(s, prompt, args.tokens, acceptance_override(plain, len(prompt), tau))

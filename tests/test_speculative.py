@@ -1031,6 +1031,11 @@ def test_bad_speculative_arguments(model, drafters, root, cases):
                 s.reset()
                 with pytest.raises(InvalidArgumentError, match=match):
                     run_native(s, prompt, 10, override=bad)
+            # a plain loop would leave the drafter behind the target: refused, nothing evaluated
+            s.reset()
+            with pytest.raises(InvalidArgumentError, match="speculative=False"):
+                s._native.generator(list(prompt), 5, speculative=False)
+            assert s.n_past == 0
             # the session is still usable after the failed rounds
             assert s.generate(prompt, max_tokens=N_GEN).tokens == plain[:N_GEN]
             # going back further than the drafter's window keeps (the target's rings hold more): refused

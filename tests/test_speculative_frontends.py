@@ -58,15 +58,20 @@ def test_cli_generate_with_draft_prints_plain_text_and_acceptance(models, kind, 
     assert mean == pytest.approx(12 / rounds, abs=0.01)
 
 
-def test_cli_draft_errors_come_before_the_model_loads(models, tmp_path, capsys):
+def test_cli_draft_errors_come_before_the_model_loads(models, tmp_path, capsys, monkeypatch):
+    from mimo_ggml import _core
+
     target, _ = models
+    loads = []
+    monkeypatch.setattr(_core, "TextModel", lambda *a, **k: loads.append(a))  # a load would be recorded
     missing = tmp_path / "nope.gguf"
     assert main(["generate", "-m", str(target), "-p", "x", "--draft", str(missing)]) == 2
     err = capsys.readouterr().err
     assert "--draft" in err and str(missing) in err and "convert dflash" in err
-    assert "decode session" not in err  # nothing was loaded
+    assert loads == []  # nothing was loaded
     assert main(["generate", "-m", str(target), "-p", "x", "--draft", "mtp", "--draft-block", "1"]) == 2
     assert "--draft-block" in capsys.readouterr().err
+    assert loads == []
 
 
 def test_server_chat_uses_the_drafter(models, tmp_path):
