@@ -299,7 +299,8 @@ def test_sigint_after_a_segment_writes_the_partial_result(tmp_path, model, audio
     encoded or decoded): exit 130 within a second, and every format holds the
     finished segments, marked partial."""
     out = tmp_path / "out"
-    p = start(tmp_path, transcribe_args(model, audio["long"], out=out))
+    # one segment at a time, so that the next one is surely still in work (a batch finishes together)
+    p = start(tmp_path, transcribe_args(model, audio["long"], out=out, extra=("--batch-size", "1")))
     first = p.stdout.readline().decode().rstrip("\n")
     assert first and p.poll() is None
     rc, took = interrupt(p)

@@ -648,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="no voice-activity detection: transcribe everything, in clips cut at pauses")
     tr.add_argument("--vad-model", help="Silero VAD .onnx file to use (default: found automatically)")
     tr.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
-                    help="segments decoded together (default: chosen by the library)")
+                    help="segments decoded together (default 8; 1: one after another)")
     tr.add_argument("--max-clip", type=_seconds("--max-clip", 2.0, allow_zero=True), default=None,
                     help="split longer audio at pauses into clips of this many seconds (0: one pass)")
     from .audio import DEFAULT_MAX_DURATION_S
