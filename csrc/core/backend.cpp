@@ -399,9 +399,9 @@ Backend::Backend(const std::vector<std::string> & devices, std::optional<int64_t
     }
     double total = 0;
     for (double share : split) {
-        if (!(share >= 0) || share > 1e12) {
+        if (!(share >= 0) || share > 1e12) {  // NaN and inf fail too
             fail(ErrorKind::InvalidArgument,
-                 strfmt("layer_split shares must be non-negative numbers, got %g", share));
+                 strfmt("layer_split shares must be non-negative finite numbers (at most 1e12), got %g", share));
         }
         total += share;
     }

@@ -74,7 +74,6 @@ public:
     Backend(const Backend &) = delete;
     Backend & operator=(const Backend &) = delete;
 
-    bool main_is_cpu() const { return dev_ == cpu_dev_; }
     ggml_backend_dev_t device() const { return dev_; }      // the first device: tensors outside the layers
     ggml_backend_dev_t cpu_device() const { return cpu_dev_; }  // fallback ops, host tables
     const std::string & device_name() const { return device_name_; }
