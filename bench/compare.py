@@ -15,8 +15,12 @@ would clash in one):
   11 s, about what real speech yields) in clips of at most 30 s, CrispASR's
   clip length.
 
-Each figure is printed with its ratio and the peak memory (RSS) of the
-process that produced it. The peers are optional installs:
+Several mimo-ggml installs can be timed in the same run, each by the
+interpreter that imports it (``--build NAME=PYTHON``, for instance the
+installed wheel against a mimo-ggml linked to a ggml compiled for this CPU);
+each figure is printed with the CPU variant that install loaded, its ratio
+to the first build and to the peer, and the peak memory (RSS) of the process
+that produced it. The peers are optional installs:
 
     pip install llama-cpp-python      # compiles llama.cpp (~10 min)
     pip install crispasr
@@ -25,6 +29,7 @@ in this environment, or in their own venvs passed with --llama-python and
 --crispasr-python. A missing peer is skipped with a message.
 
     python bench/compare.py --threads 2
+    python bench/compare.py --build wheel=/venv-wheel/bin/python --build native=/venv-native/bin/python
 """
 
 from __future__ import annotations
@@ -70,6 +75,18 @@ def _time_lm(prefill, step) -> dict:
     return {"prefill_tps": PROMPT_LEN / prefill_s, "decode_ms": decode_s * 1e3}
 
 
+def _loaded_ggml() -> str:
+    """Which CPU code this mimo-ggml install runs: the variant module a dispatching build picked, or
+    the linked ggml's own build (the features it was compiled with)."""
+    from mimo_ggml import system_info
+
+    info = system_info()
+    if info.get("cpu_variant"):
+        return f"{info['cpu_variant']} module"
+    features = [k for k, v in info["features"].get("CPU", {}).items() if v == "1" and k.startswith("AVX512")]
+    return "linked ggml" + (f" ({' '.join(features)})" if features else " (no AVX-512)")
+
+
 def worker_mimo_lm(job: dict) -> dict:
     from mimo_ggml import LanguageModel
 
@@ -79,7 +96,9 @@ def worker_mimo_lm(job: dict) -> dict:
         lm.reset()
         return int(lm.eval(prompt)[0].argmax())
 
-    return _time_lm(prefill, lambda tok: int(lm.step(tok).argmax()))
+    out = _time_lm(prefill, lambda tok: int(lm.step(tok).argmax()))
+    out["variant"] = _loaded_ggml()
+    return out
 
 
 def worker_llama_lm(job: dict) -> dict:
@@ -122,7 +141,7 @@ def worker_mimo_asr(job: dict) -> dict:
         runs[str(seconds)] = {"wall_s": time.perf_counter() - t0,
                               "new_tokens": sum(len(s.tokens) for s in r.segments),
                               "clips": len(r.segments), "phases": dict(r.timings)}
-    return {"runs": runs}
+    return {"runs": runs, "variant": _loaded_ggml()}
 
 
 def worker_crispasr(job: dict) -> dict:
@@ -250,6 +269,10 @@ def parse_args():
     ap.add_argument("--decode", type=int, default=32, help="decode steps timed per engine")
     ap.add_argument("--seconds", type=float, nargs="+", default=[11.0, 60.0], help="audio lengths to transcribe")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs per LM engine (best is shown)")
+    ap.add_argument("--asr-repeats", type=int, default=1, help="alternating transcription runs per engine")
+    ap.add_argument("--build", action="append", metavar="NAME=PYTHON",
+                    help="a mimo-ggml install to time, by the interpreter that imports it (repeatable; default: this "
+                         "interpreter's, as 'mimo-ggml'); ratios are taken against the first")
     ap.add_argument("--only", choices=("lm", "asr"), help="run one of the two comparisons")
     ap.add_argument("--llama-python", default=sys.executable, help="interpreter that has llama_cpp")
     ap.add_argument("--crispasr-python", default=sys.executable, help="interpreter that has crispasr")
@@ -271,13 +294,30 @@ def best_of(runs: list[dict]) -> dict:
     return out
 
 
+def parse_builds(specs: list[str] | None) -> list[tuple[str, str]]:
+    """``NAME=PYTHON`` pairs (default: this interpreter's mimo-ggml)."""
+    if not specs:
+        return [("mimo-ggml", sys.executable)]
+    builds = []
+    for spec in specs:
+        name, sep, python = spec.partition("=")
+        if not sep or not name or not python:
+            sys.exit(f"--build expects NAME=PYTHON (an interpreter that imports mimo_ggml), got {spec!r}")
+        if not has_module(python, "mimo_ggml"):
+            sys.exit(f"--build {spec}: {python} cannot import mimo_ggml")
+        builds.append((name, python))
+    if len({n for n, _ in builds}) != len(builds):
+        sys.exit("--build names must differ")
+    return builds
+
+
 def compare_lm(lm: Path, cache: Path) -> None:
     sys.path.insert(0, str(HERE.parent))
     from common import lm_decode_bytes, measure_read_bandwidth
 
     llama_file = write_qwen2_copy(lm, cache / "asr-lm-q4_K-qwen2-llama.gguf")
     weight_bytes, kv_bytes = lm_decode_bytes(lm, PROMPT_LEN + ARGS.decode // 2)
-    engines = [("mimo-ggml", "mimo-lm", lm, sys.executable)]
+    engines = [(name, "mimo-lm", lm, python) for name, python in BUILDS]
     if has_module(ARGS.llama_python, "llama_cpp"):
         engines.append(("llama.cpp", "llama-lm", llama_file, ARGS.llama_python))
     else:
@@ -300,13 +340,21 @@ def compare_lm(lm: Path, cache: Path) -> None:
           f"roofline {roof_ms:.0f} ms/token; best of {ARGS.repeats} alternating runs)")
     best = {name: best_of(runs) for name, runs in results.items() if runs}
     for name, res in best.items():
-        label = f"{name} ({res['version']})" if "version" in res else name
-        print(f"  {label:24s} prefill {res['prefill_tps']:6.2f} tokens/s | decode {res['decode_ms']:6.1f} ms/token "
-              f"= {roof_ms / res['decode_ms'] * 100:3.0f}% of roofline | peak RSS {res['peak_rss_mib']:6.0f} MiB")
-    if "mimo-ggml" in best and "llama.cpp" in best:
-        ours, peer = best["mimo-ggml"], best["llama.cpp"]
-        print(f"  mimo-ggml / llama.cpp: decode speed {ratio(peer['decode_ms'], ours['decode_ms'])}, "
-              f"prefill speed {ratio(ours['prefill_tps'], peer['prefill_tps'])}")
+        label = f"{name} ({res['version']})" if "version" in res else f"{name} [{res['variant']}]"
+        spread = ", ".join(f"{r['decode_ms']:.1f}" for r in results[name])
+        print(f"  {label:40s} prefill {res['prefill_tps']:6.2f} tokens/s | decode {res['decode_ms']:6.1f} ms/token "
+              f"(runs {spread}) = {roof_ms / res['decode_ms'] * 100:3.0f}% of roofline | "
+              f"peak RSS {res['peak_rss_mib']:6.0f} MiB")
+    ours = [name for name, _ in BUILDS if name in best]
+    for name in ours[1:]:
+        a, b = best[name], best[ours[0]]
+        print(f"  {name} / {ours[0]}: decode speed {ratio(b['decode_ms'], a['decode_ms'])}, "
+              f"prefill speed {ratio(a['prefill_tps'], b['prefill_tps'])}")
+    if "llama.cpp" in best:
+        peer = best["llama.cpp"]
+        for name in ours:
+            print(f"  {name} / llama.cpp: decode speed {ratio(peer['decode_ms'], best[name]['decode_ms'])}, "
+                  f"prefill speed {ratio(best[name]['prefill_tps'], peer['prefill_tps'])}")
 
 
 def compare_asr(lm: Path, tok: Path, cache: Path) -> None:
@@ -325,31 +373,46 @@ def compare_asr(lm: Path, tok: Path, cache: Path) -> None:
     # with the same clip limit and per-clip cap, so both generate the same number of tokens
     runs = [(s, round(NEW_TOKENS_PER_11S * min(s, CLIP_S) / 11.0)) for s in ARGS.seconds]
     job = {"threads": ARGS.threads, "model": str(lm), "tokenizer": str(tok), "audio": audio, "runs": runs}
-    print(f"\n== end-to-end transcription ({lm.name} + {tok.name}, 16 kHz input, {ARGS.threads} threads)")
-    ours = run_worker("mimo-asr", job, sys.executable)
-    peer = None
-    if not has_module(ARGS.crispasr_python, "crispasr"):
+    print(f"\n== end-to-end transcription ({lm.name} + {tok.name}, 16 kHz input, {ARGS.threads} threads; "
+          f"best of {ARGS.asr_repeats} alternating runs)")
+    engines = [(name, "mimo-asr", python) for name, python in BUILDS]
+    if has_module(ARGS.crispasr_python, "crispasr"):
+        engines.append(("crispasr", "crispasr", ARGS.crispasr_python))
+    else:
         print(f"  crispasr: skipped ({ARGS.crispasr_python} cannot import crispasr; `pip install crispasr` "
               "or pass --crispasr-python)")
-    else:
-        peer = run_worker("crispasr", job, ARGS.crispasr_python)
+    results: dict[str, list[dict]] = {name: [] for name, *_ in engines}
+    for _ in range(ARGS.asr_repeats):
+        for name, kind, python in engines:
+            res = run_worker(kind, job, python)
+            if res:
+                results[name].append(res)
+    done = {name: rs for name, rs in results.items() if rs}
+
+    def wall(name: str, key: str) -> float:
+        return min(r["runs"][key]["wall_s"] for r in done[name])
+
+    ours = [name for name, _ in BUILDS if name in done]
     for seconds, new_tokens in runs:
         key = str(seconds)
-        line = f"  {seconds:4.0f} s audio, at most {new_tokens} new tokens per clip:"
-        if ours:
-            r = ours["runs"][key]
-            phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k != "total")
-            line += (f" mimo-ggml {r['wall_s']:6.2f} s ({r['clips']} clips, {r['new_tokens']} tokens, "
-                     f"{seconds / r['wall_s']:.2f}x real time; {phases})")
-        if peer:
-            p = peer["runs"][key]
-            line += f" | crispasr {peer['version']} {p['wall_s']:6.2f} s ({p['clips']} clips, {p['new_tokens']} tokens)"
-        if ours and peer:
-            line += f" | mimo-ggml is {ratio(peer['runs'][key]['wall_s'], ours['runs'][key]['wall_s'])} faster"
-        print(line)
-    for name, res in (("mimo-ggml", ours), ("crispasr", peer)):
-        if res:
-            print(f"  peak RSS {name}: {res['peak_rss_mib']:.0f} MiB")
+        print(f"  {seconds:4.0f} s audio, at most {new_tokens} new tokens per clip:")
+        for name, rs in done.items():
+            best = min(rs, key=lambda r: r["runs"][key]["wall_s"])
+            r = best["runs"][key]
+            label = f"{name} {best['version']}" if "version" in best else f"{name} [{best['variant']}]"
+            spread = ", ".join(f"{x['runs'][key]['wall_s']:.2f}" for x in rs)
+            line = (f"    {label:40s} {r['wall_s']:7.2f} s (runs {spread}; {r['clips']} clips, {r['new_tokens']} tokens, "
+                    f"{seconds / r['wall_s']:.2f}x real time")
+            if "phases" in r:
+                line += "; " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k != "total")
+            print(line + ")")
+        for name in ours[1:]:
+            print(f"    {name} / {ours[0]}: {ratio(wall(ours[0], key), wall(name, key))} the speed")
+        if "crispasr" in done:
+            for name in ours:
+                print(f"    {name} is {ratio(wall('crispasr', key), wall(name, key))} faster than crispasr")
+    for name, rs in done.items():
+        print(f"  peak RSS {name}: {max(r['peak_rss_mib'] for r in rs):.0f} MiB")
 
 
 def main() -> int:
@@ -377,6 +440,7 @@ def main() -> int:
 
 
 ARGS = parse_args()
+BUILDS = parse_builds(ARGS.build) if not ARGS.worker else []
 
 if __name__ == "__main__":
     sys.exit(main())

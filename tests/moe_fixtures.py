@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 HEAD_DIM, V_HEAD_DIM = 192, 128
 # omni-tower tensors a text-backbone conversion must skip
@@ -529,3 +529,29 @@ def write_mxfp4_checkpoint(folder: Path, g: Geometry = PRO_GEOMETRY, seed: int =
     """(d) MiMo-V2.5-Pro-FP4 layout: MXFP4 experts, FP8 fused qkv + dense MLP, bf16 router."""
     kw.setdefault("router_dtype", "bf16")
     return write_synthetic_checkpoint(folder, g, model_type="mimo_v2", linear="fp8", experts="mxfp4", seed=seed, **kw)
+
+
+def scale_matrices(folder: Path, factor: float) -> None:
+    """Multiply every bf16 matrix of a checkpoint folder by ``factor`` (a power of two: exact in bf16).
+
+    The fixture's 0.05-std weights give a near-constant greedy continuation;
+    0.2 gives a varied one (tens of distinct tokens in 30 steps)."""
+    assert np.log2(factor).is_integer()
+    for f in sorted(folder.glob("*.safetensors")):
+        t = load_file(str(f))
+        for k, v in t.items():
+            if v.ndim == 2 and v.dtype == torch.bfloat16:
+                t[k] = (v.to(torch.float32) * factor).to(torch.bfloat16)
+        save_file(t, str(f), metadata={"format": "pt"})
+
+
+def write_speculative_target(folder: Path, window: int, geometry: Geometry = Geometry(), seed: int = 6,
+                             tokenizer: bool = False) -> Path:
+    """A MiMo-V2 target for speculative decoding: 3 MTP blocks, a ``window``-token sliding window and
+    matrices scaled ×4, so that greedy decoding varies (drafts can be right and wrong)."""
+    write_synthetic_checkpoint(folder, geometry, linear="bf16", experts="bf16", mtp_layers=3, extras=False,
+                               seed=seed, config_extra={"sliding_window": window, "sliding_window_size": window})
+    scale_matrices(folder, 4.0)
+    if tokenizer:
+        write_tokenizer(folder)
+    return folder

@@ -339,5 +339,41 @@ def test_mimo2_split_over_cpu_and_two_servers_matches_local(mimo2_path, two_serv
     assert len(_spread(split[2])[1]) == 2
 
 
+@pytest.fixture(scope="module")
+def speculative_files(tmp_path_factory):
+    """A mimo2 target with 3 MTP blocks and a 4-token DFlash drafter reading its layers 0, 2, 5."""
+    import dflash_fixtures as df
+    import moe_fixtures as mf
+    from mimo_ggml.convert.dflash import convert_dflash
+    from mimo_ggml.convert.mimo2 import convert_mimo2
+
+    root = tmp_path_factory.mktemp("rpc_speculative")
+    mf.write_speculative_target(root / "target", window=8)
+    convert_mimo2(root / "target", root / "target.gguf", dtype="f32")
+    df.write_dflash_checkpoint(root / "dflash", num_target_layers=6, std=0.15, block_size=4, window=16,
+                               target_layer_ids=(0, 2, 5), seed=11)
+    convert_dflash(root / "dflash", root / "dflash.gguf", dtype="f32")
+    return root / "target.gguf", root / "dflash.gguf"
+
+
+def test_speculative_decoding_split_over_cpu_and_two_servers_is_plain_greedy(speculative_files, two_servers):
+    """DFlash and MTP rounds (captured layer rows, drafts verified and rolled back) on a target whose
+    layers sit on three devices give the local plain greedy tokens."""
+    from mimo_ggml import TextModel
+
+    target, drafter = speculative_files
+    prompt = list(np.random.default_rng(5).integers(0, 300, 20))
+    with TextModel(target, device="cpu", n_threads=1) as local, local.session(kv_type="f32", n_ctx=96) as s:
+        plain = list(s.generate(prompt, max_tokens=17).tokens)
+    assert len(set(plain)) > 3  # a varied continuation: drafts can be both right and wrong
+    with TextModel(target, **_split(two_servers), n_threads=1) as model:
+        assert len(_spread(model.weights_bytes_by_device)[1]) == 2
+        for draft in ("mtp", model.load_draft(drafter)):
+            with model.session(kv_type="f32", n_ctx=96, draft=draft, draft_block=4) as s:
+                r = s.generate(prompt, max_tokens=17)
+                assert list(r.tokens) == plain, draft
+                assert r.draft_stats["rounds"] > 0 and r.draft_stats["proposed"] > 0
+
+
 def test_split_with_a_server_killed_mid_generation_raises_and_client_survives(tiny_lm, tmp_path, two_servers):
     kill_mid_generation(tiny_lm[1]["f32_fused"], tmp_path, ["cpu", f"rpc:{two_servers[0]}"])

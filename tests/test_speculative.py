@@ -38,7 +38,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 import dflash_fixtures as df
 import moe_fixtures as mf
@@ -94,27 +93,8 @@ def block_of(variant: str) -> int:
 # models
 
 
-def scale_matrices(folder, factor: float) -> None:
-    """Multiply every bf16 matrix of a checkpoint folder by ``factor`` (a power of two: exact in bf16).
-
-    The fixture's 0.05-std weights give a near-constant greedy continuation;
-    0.2 gives a varied one (tens of distinct tokens in 30 steps)."""
-    assert math.log2(factor).is_integer()
-    for f in sorted(folder.glob("*.safetensors")):
-        t = load_file(str(f))
-        for k, v in t.items():
-            if v.ndim == 2 and v.dtype == torch.bfloat16:
-                t[k] = (v.to(torch.float32) * factor).to(torch.bfloat16)
-        save_file(t, str(f), metadata={"format": "pt"})
-
-
 def write_target(folder, geometry=mf.Geometry(), seed=6, tokenizer=False):
-    mf.write_synthetic_checkpoint(folder, geometry, linear="bf16", experts="bf16", mtp_layers=3, extras=False,
-                                  seed=seed, config_extra={"sliding_window": WINDOW, "sliding_window_size": WINDOW})
-    scale_matrices(folder, 4.0)
-    if tokenizer:
-        mf.write_tokenizer(folder)
-    return folder
+    return mf.write_speculative_target(folder, WINDOW, geometry=geometry, seed=seed, tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module", autouse=True)

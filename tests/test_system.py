@@ -147,3 +147,32 @@ def test_avx_vnni_counts_as_covered_by_avx512_vnni():
     cpuinfo = "flags\t\t: avx2 avx512f avx512_vnni avx_vnni\n"
     assert unused_cpu_features({"AVX512": "1", "AVX512_VNNI": "1"}, cpuinfo) == []
     assert unused_cpu_features({"AVX2": "1"}, cpuinfo) == ["AVX512", "AVX512_VNNI", "AVX_VNNI"]
+
+
+@pytest.mark.skipif(not mimo_ggml.system_info()["build"]["backend_dl"],
+                    reason="a source build links its ggml: no backend modules to look for")
+def test_dispatching_build_without_a_gpu_module_says_so_and_runs_on_cpu(tiny_lm, tmp_path):
+    """The backend folder with the CPU modules only (as a wheel without a CUDA module is): one log line
+    says that no GPU module was found and the CPU is used; cuda:0 is a typed error naming what exists."""
+    bundled = os.path.join(os.path.dirname(mimo_ggml.__file__), "ggml")
+    for name in os.listdir(bundled):
+        if not any(gpu in name for gpu in ("cuda", "metal", "vulkan", "hip")):
+            os.symlink(os.path.join(bundled, name), tmp_path / name)
+    code = (
+        "import logging, mimo_ggml\n"
+        "logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
+        f"path = {str(tiny_lm[1]['f32_fused'])!r}\n"
+        "with mimo_ggml.LanguageModel(path, device='auto', n_ctx=64) as lm:\n"
+        "    print('DEVICE', lm.device)\n"
+        "try:\n"
+        "    mimo_ggml.LanguageModel(path, device='cuda:0', n_ctx=64)\n"
+        "except mimo_ggml.BackendError as e:\n"
+        "    print('ERROR', e)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, MIMO_GGML_BACKEND_DIR=str(tmp_path)))
+    assert run.returncode == 0, run.stderr
+    assert "no GPU backend module found there, running on CPU" in run.stderr, run.stderr
+    assert "DEVICE CPU" in run.stdout, run.stdout
+    error = [ln for ln in run.stdout.splitlines() if ln.startswith("ERROR")]
+    assert error and "cuda:0" in error[0] and "CPU" in error[0], run.stdout

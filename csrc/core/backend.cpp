@@ -153,13 +153,31 @@ BackendLoadInfo load_backends() {
         has_cpu |= t == GGML_BACKEND_DEVICE_TYPE_CPU;
         has_gpu |= t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
     }
+    // a GPU module that loaded but found no device (no driver, no GPU) is named: its presence
+    // tells the user the install is right and the machine is not
+    std::string idle_modules;
+    for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
+        ggml_backend_reg_t reg = ggml_backend_reg_get(i);
+        const std::string name = ggml_backend_reg_name(reg);
+        if (name != "CPU" && name != "RPC" && ggml_backend_reg_dev_count(reg) == 0) {
+            idle_modules += (idle_modules.empty() ? "" : ", ") + name;
+        }
+    }
     if (!has_cpu) {
         MIMO_LOG_WARN("mimo-ggml: no usable ggml CPU backend module in %s (is the installation complete?)",
                       info.dir.c_str());
+    } else if (has_gpu) {
+        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s", info.dir.c_str(),
+                      info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str());
+    } else if (!idle_modules.empty()) {
+        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s; the %s module loaded but found no "
+                      "device (no GPU, or no driver for it), running on CPU",
+                      info.dir.c_str(), info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str(),
+                      idle_modules.c_str());
     } else {
-        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s%s", info.dir.c_str(),
-                      info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str(),
-                      has_gpu ? "" : "; no GPU backend module found there, running on CPU");
+        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s; no GPU backend module found there, "
+                      "running on CPU",
+                      info.dir.c_str(), info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str());
     }
 #endif
     return info;
