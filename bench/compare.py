@@ -401,7 +401,7 @@ def compare_asr(lm: Path, tok: Path, cache: Path) -> None:
             r = best["runs"][key]
             label = f"{name} {best['version']}" if "version" in best else f"{name} [{best['variant']}]"
             spread = ", ".join(f"{x['runs'][key]['wall_s']:.2f}" for x in rs)
-            line = (f"    {label:40s} {r['wall_s']:7.2f} s (runs {spread}; {r['clips']} clips, {r['new_tokens']} tokens, "
+            line = (f"    {label:40s} {r['wall_s']:7.2f} s (runs {spread}; {r['clips']} clip{'s' if r['clips'] != 1 else ''}, {r['new_tokens']} tokens, "
                     f"{seconds / r['wall_s']:.2f}x real time")
             if "phases" in r:
                 line += "; " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k != "total")

@@ -328,6 +328,23 @@ ggml_backend_dev_t resolve_device(const std::string & spec_in) {
         d = ggml_backend_dev_by_name(spec_in.c_str());  // a ggml device name such as "CUDA0"
     }
     if (!d) {
+        // the backend's module is there but saw no device: the machine (GPU, driver) is what is missing
+        std::string module_without_devices;
+        for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
+            ggml_backend_reg_t reg = ggml_backend_reg_get(i);
+            std::string name = ggml_backend_reg_name(reg);
+            std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+            if (ggml_backend_reg_dev_count(reg) == 0 && (name == family || (family == "gpu" && name != "rpc"))) {
+                module_without_devices = ggml_backend_reg_name(reg);
+            }
+        }
+        if (!module_without_devices.empty()) {
+            fail(ErrorKind::Backend,
+                 strfmt("device '%s' is not available: the %s backend is installed but found no device (no GPU, "
+                        "or no driver that supports it; ggml's log says why: `mimo-ggml -v info`); available: %s. "
+                        "Use device='cpu' or 'auto'",
+                        spec_in.c_str(), module_without_devices.c_str(), available_devices_text().c_str()));
+        }
         fail(ErrorKind::Backend,
              strfmt("device '%s' is not available in this build; available: %s. Use device='cpu', or install a "
                     "ggml built with that backend (see the README)",
