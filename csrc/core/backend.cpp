@@ -117,6 +117,17 @@ void abort_to_exception(const char * message) {
     std::fprintf(stderr, "%s\n", message ? message : "ggml abort");
 }
 
+// GPU backends (any registry entry but CPU and RPC) whose module loaded but found no device
+std::vector<std::string> gpu_backends_without_devices() {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
+        ggml_backend_reg_t reg = ggml_backend_reg_get(i);
+        const std::string name = ggml_backend_reg_name(reg);
+        if (name != "CPU" && name != "RPC" && ggml_backend_reg_dev_count(reg) == 0) out.push_back(name);
+    }
+    return out;
+}
+
 BackendLoadInfo load_backends() {
     BackendLoadInfo info;
     ggml_set_abort_callback(abort_to_exception);
@@ -156,12 +167,8 @@ BackendLoadInfo load_backends() {
     // a GPU module that loaded but found no device (no driver, no GPU) is named: its presence
     // tells the user the install is right and the machine is not
     std::string idle_modules;
-    for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
-        ggml_backend_reg_t reg = ggml_backend_reg_get(i);
-        const std::string name = ggml_backend_reg_name(reg);
-        if (name != "CPU" && name != "RPC" && ggml_backend_reg_dev_count(reg) == 0) {
-            idle_modules += (idle_modules.empty() ? "" : ", ") + name;
-        }
+    for (const std::string & name : gpu_backends_without_devices()) {
+        idle_modules += (idle_modules.empty() ? "" : ", ") + name;
     }
     if (!has_cpu) {
         MIMO_LOG_WARN("mimo-ggml: no usable ggml CPU backend module in %s (is the installation complete?)",
@@ -330,13 +337,10 @@ ggml_backend_dev_t resolve_device(const std::string & spec_in) {
     if (!d) {
         // the backend's module is there but saw no device: the machine (GPU, driver) is what is missing
         std::string module_without_devices;
-        for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
-            ggml_backend_reg_t reg = ggml_backend_reg_get(i);
-            std::string name = ggml_backend_reg_name(reg);
-            std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-            if (ggml_backend_reg_dev_count(reg) == 0 && (name == family || (family == "gpu" && name != "rpc"))) {
-                module_without_devices = ggml_backend_reg_name(reg);
-            }
+        for (const std::string & name : gpu_backends_without_devices()) {
+            std::string lower = name;
+            std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+            if (family == "gpu" || lower == family) module_without_devices = name;
         }
         if (!module_without_devices.empty()) {
             fail(ErrorKind::Backend,
