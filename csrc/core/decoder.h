@@ -29,9 +29,9 @@ struct DecoderInputs {
     ggml_tensor * mask_full = nullptr, * mask_swa = nullptr;    // F16 (n_kv, T)
     int64_t n_kv_full = 0, n_kv_swa = 0;
     int64_t n_out = 1;        // the last n_out rows get outputs
-    // run the last layer past its K/V write on the n_out rows only; off when the
-    // layers span devices (ggml's scheduler mishandles row views that cross devices)
-    bool prune_last_layer = true;
+    // I32 (n_out): the rows T - n_out .. T - 1. Given, the last layer runs past its K/V write on
+    // those rows only, gathered (not views: the rows may come from a layer on another device)
+    ggml_tensor * out_rows = nullptr;
     bool want_hidden = false;  // also output the final-norm hidden rows
     bool want_inputs = false;  // also output the joined input rows (a parity stage)
     // also output, for every row, the residual stream after each of these

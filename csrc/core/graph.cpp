@@ -32,6 +32,10 @@ ggml_tensor * row_slice(ggml_context * ctx, ggml_tensor * x, int64_t offset, int
     return ggml_view_2d(ctx, x, x->ne[0], n, x->nb[1], size_t(offset) * x->nb[1]);
 }
 
+ggml_tensor * gather_rows(ggml_context * ctx, ggml_tensor * x, ggml_tensor * rows) {
+    return ggml_get_rows(ctx, x, rows);
+}
+
 ggml_tensor * attention(ggml_context * ctx, ggml_tensor * q, ggml_tensor * k, ggml_tensor * v, ggml_tensor * mask,
                         float scale, ggml_tensor * sinks) {
     const int64_t n_head = q->ne[1];

@@ -20,6 +20,9 @@ ggml_tensor * swiglu_ffn(ggml_context * ctx, ggml_tensor * x, ggml_tensor * gate
 
 // Rows [offset, offset + n) of a (width, N) matrix, as a view.
 ggml_tensor * row_slice(ggml_context * ctx, ggml_tensor * x, int64_t offset, int64_t n);
+// the rows of x (ne0, T) listed in rows (I32), as a new tensor (ggml_get_rows: F32); a copy, not a
+// view, so it stays correct when x was computed on another device
+ggml_tensor * gather_rows(ggml_context * ctx, ggml_tensor * x, ggml_tensor * rows);
 
 // Scaled-dot-product attention through ggml_flash_attn_ext.
 //   q: (head_dim_k, n_head, T)     k: (head_dim_k, n_kv, n_head_kv)

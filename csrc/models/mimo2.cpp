@@ -357,11 +357,11 @@ DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         const Mimo2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
         ggml_tensor * a = attention_block(ctx, gf, h, il, size_t(il), in, kv);
-        if (il == hp_.n_layer - 1 && in.n_out < T && !capturing && in.prune_last_layer) {
+        if (il == hp_.n_layer - 1 && in.out_rows && !capturing) {
             // every row's K/V is cached by now: the last FFN runs only on the rows whose logits are wanted
             // (not when rows are captured: a drafter needs the last layer's output of every row)
-            a = row_slice(ctx, a, T - in.n_out, in.n_out);
-            x = row_slice(ctx, x, T - in.n_out, in.n_out);
+            a = gather_rows(ctx, a, in.out_rows);
+            x = gather_rows(ctx, x, in.out_rows);
         }
         x = ggml_add(ctx, x, a);
         h = rms_norm(ctx, x, L.ffn_norm, hp_.rms_eps);

@@ -105,12 +105,13 @@ DecoderOutputs Qwen2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         q = rope_neox(ctx, q, in.positions, hd, hp_.rope_theta);
         k = rope_neox(ctx, k, in.positions, hd, hp_.rope_theta);
         ggml_tensor * mask = in.mask_full;
-        if (il == hp_.n_layer - 1 && in.n_out < T && in.prune_last_layer) {
+        if (il == hp_.n_layer - 1 && in.out_rows) {
             // every row's K/V is cached by this layer; past it only the rows whose outputs are wanted
             // matter, so the last layer's attention, projection and FFN run on those alone
-            q = ggml_view_3d(ctx, q, hd, hp_.n_head, in.n_out, q->nb[1], q->nb[2], size_t(T - in.n_out) * q->nb[2]);
-            mask = row_slice(ctx, in.mask_full, T - in.n_out, in.n_out);
-            x = row_slice(ctx, x, T - in.n_out, in.n_out);
+            q = ggml_reshape_3d(ctx, gather_rows(ctx, ggml_reshape_2d(ctx, q, hd * hp_.n_head, T), in.out_rows), hd,
+                                hp_.n_head, in.n_out);
+            mask = ggml_cast(ctx, gather_rows(ctx, in.mask_full, in.out_rows), GGML_TYPE_F16);  // attention takes F16
+            x = gather_rows(ctx, x, in.out_rows);
         }
         ggml_tensor * attn =
             cached_attention(ctx, gf, kv, size_t(il), q, k, v, in.slots_full, in.n_kv_full, mask, scale);

@@ -41,7 +41,6 @@ DecodeSession::DecodeSession(std::shared_ptr<const void> keep_alive, const Decod
     if (max_batch <= 0) fail(ErrorKind::InvalidArgument, strfmt("n_batch must be positive, got %lld", (long long) max_batch));
     has_full_ = model.has_full_layers();
     has_swa_ = model.has_swa_layers();
-    single_device_ = backend.devices().size() == 1;
     if (n_seq < 1 || n_seq > 256 || (has_swa_ && n_seq != 1)) {
         fail(ErrorKind::InvalidArgument,
              strfmt("a session holds 1 to 256 sequences (1 for models with sliding-window layers), got %lld",
@@ -152,7 +151,10 @@ DecodeSession::Graph & DecodeSession::prepare(const Shape & shape) {
     in.n_kv_full = shape.n_kv_full;
     in.n_kv_swa = shape.n_kv_swa;
     in.n_out = shape.n_out;
-    in.prune_last_layer = single_device_;
+    // captured rows need the last layer over every row (see DecoderInputs::capture)
+    if (shape.n_out < shape.n && shape.capture.empty()) {
+        in.out_rows = graph_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, shape.n_out));
+    }
     in.want_hidden = shape.want_hidden;
     in.want_inputs = shape.want_inputs;
     in.capture = shape.capture;
@@ -206,6 +208,11 @@ void DecodeSession::run_graph(const std::vector<Row> & rows, int64_t n_out, bool
     if (g.in.embeddings) ggml_backend_tensor_set(g.in.embeddings, emb.data(), 0, emb.size() * sizeof(float));
     if (g.in.row_source) ggml_backend_tensor_set(g.in.row_source, source.data(), 0, source.size() * sizeof(int32_t));
     ggml_backend_tensor_set(g.in.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
+    if (g.in.out_rows) {
+        std::vector<int32_t> out_rows(static_cast<size_t>(n_out));
+        for (int64_t i = 0; i < n_out; ++i) out_rows[size_t(i)] = int32_t(n - n_out + i);
+        ggml_backend_tensor_set(g.in.out_rows, out_rows.data(), 0, out_rows.size() * sizeof(int32_t));
+    }
 
     std::vector<int64_t> slots(static_cast<size_t>(n));
     const uint16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);

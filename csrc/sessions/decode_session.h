@@ -134,7 +134,6 @@ private:
     int64_t max_batch_ = kDefaultMaxBatch;
     int64_t swa_slots_ = 0;
     bool has_full_ = false, has_swa_ = false;
-    bool single_device_ = true;  // the model's layers on one device (see DecoderInputs::prune_last_layer)
     KvRing swa_ring_;               // the absolute position each SWA ring slot holds
     std::vector<int32_t> capture_;  // layers whose output rows every eval returns
     std::vector<uint16_t> mask_;    // F16 scratch
