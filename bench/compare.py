@@ -429,9 +429,9 @@ def main() -> int:
     cache = Path(ARGS.cache)
     lm, tok = random_asr_files(cache)
     info = system_info()
-    features = [k for k, v in info["features"].get("CPU", {}).items() if v == "1"]
-    print(f"mimo-ggml on ggml {info['ggml_version']} ({info['devices'][0]['description']}, {os.cpu_count()} cores; "
-          f"CPU features {' '.join(features)})")
+    # the builds timed print their own CPU code beside each figure; this is the host
+    print(f"host: {info['devices'][0]['description']}, {os.cpu_count()} cores; ggml {info['ggml_version']}; "
+          f"builds timed: {', '.join(name for name, _ in BUILDS)}")
     if ARGS.only in (None, "lm"):
         compare_lm(lm, cache)
     if ARGS.only in (None, "asr"):

@@ -24,7 +24,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-python3}"
 
-if [ "${1:-}" = "--install" ]; then
+usage="usage: tools/build_cuda_module.sh PREFIX [CUDA_ARCHITECTURES] | --install PREFIX"
+if [ $# -lt 1 ] || { [ "$1" = "--install" ] && [ $# -lt 2 ]; }; then echo "$usage" >&2; exit 2; fi
+if [ "$1" = "--install" ]; then
   module="$2/lib/libggml-cuda.so"
   [ -f "$module" ] || { echo "no $module: build it first (tools/build_cuda_module.sh $2)" >&2; exit 1; }
   dest="$("$py" -c 'import mimo_ggml, os; print(os.path.join(os.path.dirname(mimo_ggml.__file__), "ggml"))')"

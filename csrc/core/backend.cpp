@@ -170,21 +170,19 @@ BackendLoadInfo load_backends() {
     for (const std::string & name : gpu_backends_without_devices()) {
         idle_modules += (idle_modules.empty() ? "" : ", ") + name;
     }
+    const char * variant = info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str();
     if (!has_cpu) {
         MIMO_LOG_WARN("mimo-ggml: no usable ggml CPU backend module in %s (is the installation complete?)",
                       info.dir.c_str());
     } else if (has_gpu) {
-        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s", info.dir.c_str(),
-                      info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str());
+        MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s", info.dir.c_str(), variant);
     } else if (!idle_modules.empty()) {
         MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s; the %s module loaded but found no "
                       "device (no GPU, or no driver for it), running on CPU",
-                      info.dir.c_str(), info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str(),
-                      idle_modules.c_str());
+                      info.dir.c_str(), variant, idle_modules.c_str());
     } else {
         MIMO_LOG_INFO("mimo-ggml: ggml backends from %s: CPU variant %s; no GPU backend module found there, "
-                      "running on CPU",
-                      info.dir.c_str(), info.cpu_variant.empty() ? "?" : info.cpu_variant.c_str());
+                      "running on CPU", info.dir.c_str(), variant);
     }
 #endif
     return info;

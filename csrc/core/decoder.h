@@ -30,7 +30,8 @@ struct DecoderInputs {
     int64_t n_kv_full = 0, n_kv_swa = 0;
     int64_t n_out = 1;        // the last n_out rows get outputs
     // I32 (n_out): the rows T - n_out .. T - 1. Given, the last layer runs past its K/V write on
-    // those rows only, gathered (not views: the rows may come from a layer on another device)
+    // those rows only, gathered (not views: the rows may come from a layer on another device);
+    // left null when `capture` is set
     ggml_tensor * out_rows = nullptr;
     bool want_hidden = false;  // also output the final-norm hidden rows
     bool want_inputs = false;  // also output the joined input rows (a parity stage)

@@ -357,9 +357,9 @@ DecoderOutputs Mimo2Model::build(ggml_context * ctx, ggml_cgraph * gf, const Dec
         const Mimo2Layer & L = layers_[size_t(il)];
         ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp_.rms_eps);
         ggml_tensor * a = attention_block(ctx, gf, h, il, size_t(il), in, kv);
-        if (il == hp_.n_layer - 1 && in.out_rows && !capturing) {
+        if (il == hp_.n_layer - 1 && in.out_rows) {
             // every row's K/V is cached by now: the last FFN runs only on the rows whose logits are wanted
-            // (not when rows are captured: a drafter needs the last layer's output of every row)
+            // (out_rows is not given when rows are captured: a drafter needs every row of the last layer)
             a = gather_rows(ctx, a, in.out_rows);
             x = gather_rows(ctx, x, in.out_rows);
         }
